@@ -1,0 +1,31 @@
+"""Synthora's own errors.
+
+Errors from the model server are the `openai` SDK's own exceptions, re-raised untouched (each
+carries a note naming the Synthora run it ended). Synthora raises only misuse errors, and says
+what to do about them::
+
+    SynthoraError
+     ├── ConfigurationError      (a backend that cannot work: no API key, a bad option)
+     └── InvalidRequestError     (a request refused before it was sent: ValueError)
+          └── MessageTypeError   (something that is not a message where one is needed: TypeError)
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigurationError", "InvalidRequestError", "MessageTypeError", "SynthoraError"]
+
+
+class SynthoraError(Exception):
+    """The base of every error Synthora itself raises."""
+
+
+class ConfigurationError(SynthoraError):
+    """A backend or subscriber was configured in a way that cannot work."""
+
+
+class InvalidRequestError(SynthoraError, ValueError):
+    """A run was refused before any request left the process."""
+
+
+class MessageTypeError(InvalidRequestError, TypeError):
+    """A value that is not a message (nor a string) was given where messages are expected."""

@@ -1,0 +1,358 @@
+"""Backends for OpenAI-compatible servers: chat (`/v1/chat/completions`) and legacy completions.
+
+Everything that does no I/O (validating input, building the request and the start event,
+reading a response into events) is plain code shared by ``run`` and ``async_run``; the twins
+differ only where they await. The completion backend is the chat backend with another
+resource, another input and another chunk format.
+
+Streamed runs ask for usage (``stream_options.include_usage``). Many OpenAI-compatible servers
+reject that field with 400 or 422: the request is then sent once more without it, and a server
+that answered the retry is remembered (per base URL, for the life of the process) so later runs
+do not pay for the extra round trip. ``stream_usage=False`` turns the field off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx2
+import openai
+
+from synthora.errors import ConfigurationError, InvalidRequestError
+from synthora.events import Event, Usage
+from synthora.messages import (
+    BaseMessage,
+    MessageChunk,
+    MessageInput,
+    ToolCallDelta,
+    assistant,
+    coerce_messages,
+)
+from synthora.models.base import BaseModelBackend, CallBackHandler
+from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
+from synthora.models.request import event_params, sdk_params
+from synthora.models.streams import AsyncRunStream, RunStream
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, service_name
+from synthora.types.enums import ModelBackendType, NodeType
+from synthora.types.node import Node
+
+__all__ = ["OpenAIChatBackend", "OpenAICompletionBackend"]
+
+_REJECTS_STREAM_OPTIONS: set[str] = set()
+"""Base URLs whose server refused ``stream_options`` and answered without it."""
+
+_DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One run's request: the SDK's keyword arguments and the start event's payload."""
+
+    sdk: dict[str, Any]
+    start: dict[str, Any]
+    asked_usage: bool
+
+    def without_usage_option(self, exc: openai.APIStatusError) -> dict[str, Any] | None:
+        """The request to retry when the server refused the ``stream_options`` we added."""
+        if not self.asked_usage or exc.status_code not in (400, 422):
+            return None
+        return {key: value for key, value in self.sdk.items() if key != "stream_options"}
+
+
+class OpenAIChatBackend(BaseModelBackend):
+    """A chat model behind any server speaking the OpenAI wire format.
+
+    ``run(messages)`` returns the reply `BaseMessage`; with `stream` on, a `RunStream` of
+    `MessageChunk`. Keyword arguments of ``run`` override ``config`` for that run.
+    """
+
+    backend_type = ModelBackendType.OPENAI_CHAT
+    operation = "chat"
+    _state_type: type[StreamState] = ChatStreamState
+
+    def __init__(
+        self,
+        *,
+        model_type: str,
+        client: openai.OpenAI,
+        async_client: openai.AsyncOpenAI,
+        source: Node = _DEFAULT_SOURCE,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        handlers: Iterable[CallBackHandler] = (),
+        stream: bool = False,
+        stream_usage: bool = True,
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
+    ) -> None:
+        if config is not None and not isinstance(config, Mapping):
+            raise ConfigurationError(
+                f"config must be a mapping of request parameters, got {type(config).__name__}"
+            )
+        super().__init__(
+            model_type=model_type,
+            source=source,
+            config=dict(config or {}),
+            name=name,
+            handlers=handlers,
+            stream=stream,
+            durable_timeout=durable_timeout,
+        )
+        self.client = client
+        self.async_client = async_client
+        self.stream_usage = stream_usage
+        url = client.base_url
+        self._base_url = str(url)
+        self._server = {
+            "server_address": url.host or None,
+            "server_port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        self._secrets = (client.api_key,) if client.api_key else ()
+
+    @classmethod
+    def default(  # type: ignore[override]
+        cls,
+        model_type: str,
+        source: Node = _DEFAULT_SOURCE,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        handlers: Iterable[CallBackHandler] | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+        max_retries: int = openai.DEFAULT_MAX_RETRIES,
+        http_client: Any = None,
+        stream: bool = False,
+        stream_usage: bool = True,
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
+    ) -> Self:
+        """Build the backend and its SDK clients.
+
+        `api_key` and `base_url` fall back to ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
+        `http_client` is given to the SDK client of its kind (an async client to the async one).
+        """
+        api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ConfigurationError(
+                f"{cls.__name__} needs an API key: pass api_key= or set OPENAI_API_KEY "
+                "(a local server that checks none accepts any placeholder, such as 'EMPTY')"
+            )
+        options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            "max_retries": max_retries,
+        }
+        if timeout is not None:
+            options["timeout"] = timeout
+        is_async_http = type(http_client).__name__ == "AsyncClient"
+        sync_http = {} if http_client is None or is_async_http else {"http_client": http_client}
+        async_http = {"http_client": http_client} if is_async_http else {}
+        return cls(
+            model_type=model_type,
+            source=source,
+            config=config,
+            name=name,
+            handlers=handlers or (),
+            client=openai.OpenAI(**options, **sync_http),
+            async_client=openai.AsyncOpenAI(**options, **async_http),
+            stream=stream,
+            stream_usage=stream_usage,
+            durable_timeout=durable_timeout,
+        )
+
+    # -- the twins ----------------------------------------------------------------------------
+
+    def run(
+        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
+    ) -> BaseMessage | RunStream:
+        request = self._prepare(messages, params)
+        run = self._new_run()
+        run.emit(run.start(**request.start))
+        resource = self._resource(self.client)
+        try:
+            if request.start["stream"]:
+                response = self._open_stream(resource, request)
+                return RunStream(run, self._state_type(run.run_id, response.http_request), response)
+            reply = resource.create(**request.sdk)
+        except BaseException as exc:
+            run.emit(_request_failed(run, exc))
+            raise
+        message, events = self._reply_events(run, reply)
+        for event in events:
+            run.emit(event)
+        return message
+
+    async def async_run(
+        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
+    ) -> BaseMessage | AsyncRunStream:
+        request = self._prepare(messages, params)
+        run = self._new_run()
+        await run.emit_async(run.start(**request.start))
+        resource = self._resource(self.async_client)
+        try:
+            if request.start["stream"]:
+                response = await self._open_stream_async(resource, request)
+                state = self._state_type(run.run_id, response.http_request)
+                return AsyncRunStream(run, state, response)
+            reply = await resource.create(**request.sdk)
+        except BaseException as exc:
+            await run.emit_async(_request_failed(run, exc))
+            raise
+        message, events = self._reply_events(run, reply)
+        for event in events:
+            await run.emit_async(event)
+        return message
+
+    def _open_stream(self, resource: Any, request: _Request) -> Any:
+        try:
+            return resource.with_streaming_response.create(**request.sdk).__enter__()
+        except openai.APIStatusError as exc:
+            retry = request.without_usage_option(exc)
+            if retry is None:
+                raise
+            response = resource.with_streaming_response.create(**retry).__enter__()
+        _REJECTS_STREAM_OPTIONS.add(self._base_url)
+        return response
+
+    async def _open_stream_async(self, resource: Any, request: _Request) -> Any:
+        try:
+            return await resource.with_streaming_response.create(**request.sdk).__aenter__()
+        except openai.APIStatusError as exc:
+            retry = request.without_usage_option(exc)
+            if retry is None:
+                raise
+            response = await resource.with_streaming_response.create(**retry).__aenter__()
+        _REJECTS_STREAM_OPTIONS.add(self._base_url)
+        return response
+
+    # -- no I/O below -------------------------------------------------------------------------
+
+    def _new_run(self) -> Run:
+        return Run(
+            self,
+            self.node,
+            operation=self.operation,
+            model=self.model_type,
+            secrets=self._secrets,
+            durable_timeout=self.durable_timeout,
+        )
+
+    def _prepare(
+        self, messages: MessageInput | Iterable[MessageInput], overrides: Mapping[str, Any]
+    ) -> _Request:
+        """Validate the input and build the request, before anything is emitted or sent."""
+        config = {**self.config, **overrides}
+        sdk_input, start_input = self._input(messages)
+        sdk = {"model": self.model_type, **sdk_input, **self._sdk_params(config)}
+        stream = self.stream
+        asked_usage = False
+        if stream:
+            sdk["stream"] = True
+            if (
+                self.stream_usage
+                and "stream_options" not in config
+                and self._base_url not in _REJECTS_STREAM_OPTIONS
+            ):
+                sdk["stream_options"] = {"include_usage": True}
+                asked_usage = True
+        start = {
+            "operation": self.operation,
+            "service": service_name(),
+            "backend": self.backend_type.value,
+            "model": self.model_type,
+            "stream": stream,
+            "params": event_params(config),
+            **self._server,
+            **start_input,
+        }
+        return _Request(sdk=sdk, start=start, asked_usage=asked_usage)
+
+    def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
+        return client.chat.completions
+
+    def _input(
+        self, messages: MessageInput | Iterable[MessageInput]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request's input fields for the SDK, and for the start event."""
+        coerced = coerce_messages(messages)
+        return {"messages": [m.to_openai() for m in coerced]}, {"messages": coerced}
+
+    def _sdk_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return sdk_params(config)
+
+    def _read_reply(self, reply: Any) -> tuple[BaseMessage, str | None]:
+        choice = reply.choices[0]
+        return BaseMessage.from_openai(choice.message), choice.finish_reason
+
+    def _reply_events(self, run: Run, reply: Any) -> tuple[BaseMessage, list[Event | None]]:
+        """A non-streamed reply as the events a stream would have given: one token, then end."""
+        message, finish_reason = self._read_reply(reply)
+        deltas = tuple(
+            ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
+            for i, call in enumerate(message.tool_calls)
+        )
+        token = None
+        if message.text or deltas:
+            chunk = MessageChunk(content=message.text, delta=message.text, tool_call_deltas=deltas)
+            token = run.token(chunk)
+        usage = getattr(reply, "usage", None)
+        end = run.close_with_end(
+            message,
+            finish_reason,
+            usage=None
+            if usage is None
+            else Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens),
+            response_id=reply.id,
+            response_model=reply.model,
+        )
+        return message, [token, end]
+
+
+class OpenAICompletionBackend(OpenAIChatBackend):
+    """A legacy completion model (`/v1/completions`): a prompt in, text out.
+
+    ``run`` takes a prompt string or a single message (its text is the prompt).
+    ``max_completion_tokens`` is sent as ``max_tokens``, the only name this endpoint knows.
+    """
+
+    backend_type = ModelBackendType.OPENAI_COMPLETION
+    operation = "text_completion"
+    _state_type = CompletionStreamState
+
+    def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
+        return client.completions
+
+    def _input(
+        self, messages: MessageInput | Iterable[MessageInput]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if isinstance(messages, str):
+            prompt = messages
+        else:
+            coerced = coerce_messages(messages)
+            if len(coerced) != 1:
+                raise InvalidRequestError(
+                    f"a completion takes one prompt; got {len(coerced)} messages "
+                    "(use OpenAIChatBackend for a conversation)"
+                )
+            prompt = coerced[0].text
+        return {"prompt": prompt}, {"prompt": prompt}
+
+    def _sdk_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        params = sdk_params(config)
+        if "max_completion_tokens" in params:
+            params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        return params
+
+    def _read_reply(self, reply: Any) -> tuple[BaseMessage, str | None]:
+        choice = reply.choices[0]
+        return assistant(choice.text or ""), choice.finish_reason
+
+
+def _request_failed(run: Run, exc: BaseException) -> Event | None:
+    """The closing event of a run whose request never produced a stream."""
+    if isinstance(exc, Exception):
+        return run.close_with_error(exc, "request")
+    return run.close_interrupted(None)

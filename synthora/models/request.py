@@ -1,0 +1,98 @@
+"""Turning a backend's config into what the SDK is sent and what the start event records.
+
+The two differ on purpose. The SDK gets the config as the user wrote it, except that a pydantic
+class given as ``response_format`` becomes the JSON schema the SDK's own ``parse()`` would send.
+The event gets a JSON-safe copy with secrets removed: a value that is not plain JSON (an enum,
+a datetime, a pydantic class) is carried as a tagged representation, so storing or replaying the
+run never fails on it and nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from openai.lib._parsing._completions import type_to_response_format_param
+
+__all__ = ["REDACTED", "event_params", "is_secret_key", "sdk_params"]
+
+REDACTED = "[REDACTED]"
+
+_SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "api-key",
+        "x-api-key",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "password",
+        "secret",
+        "client_secret",
+        "access_token",
+        "refresh_token",
+    }
+)
+
+# Parameters that choose how Synthora calls the API, never forwarded as request fields.
+_NOT_REQUEST_FIELDS = frozenset({"model", "messages", "prompt", "stream"})
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a parameter or header name holds a credential."""
+    lowered = key.lower()
+    return lowered in _SECRET_KEYS or lowered.endswith(("_api_key", "-api-key", "_token_secret"))
+
+
+def sdk_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for the SDK's ``create``, minus those the backend sets itself."""
+    params = {key: value for key, value in config.items() if key not in _NOT_REQUEST_FIELDS}
+    response_format = params.get("response_format")
+    if isinstance(response_format, type):
+        params["response_format"] = type_to_response_format_param(response_format)
+    return params
+
+
+def event_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-safe, secret-free copy of the request parameters, for the start event."""
+    return {str(key): _safe(key, value) for key, value in params.items()}
+
+
+def _safe(key: object, value: Any) -> Any:
+    if isinstance(key, str) and is_secret_key(key):
+        return REDACTED
+    return _jsonable(value)
+
+
+def _jsonable(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
+    if isinstance(value, enum.Enum):
+        return {"$type": "enum", "class": _qualname(type(value)), "value": _jsonable(value.value)}
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _safe(k, v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return {"$type": type(value).__name__, "value": value.isoformat()}
+    if isinstance(value, datetime.timedelta):
+        return {"$type": "timedelta", "seconds": value.total_seconds()}
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return {"$type": type(value).__name__.lower(), "value": str(value)}
+    if isinstance(value, bytes):
+        return {"$type": "bytes", "base64": base64.b64encode(value).decode()}
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return _jsonable(type_to_response_format_param(value))
+    if hasattr(value, "model_dump"):
+        return _jsonable(value.model_dump(mode="json"))
+    return {"$type": _qualname(type(value)), "repr": repr(value)}
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,0 +1,266 @@
+"""A run's lifecycle, shared by model backends and scopes.
+
+`Run` is sans-I/O: it numbers events and builds them, and knows whether the run is closed. Two
+thin twins, `Run.emit` and `Run.emit_async`, hand the events to the bus; closing emissions also
+wait for the durability barriers that ``on_end`` / ``on_error`` receivers return, so a run
+returns only when its subscribers (the event log) say it is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blinker import Signal
+
+from synthora import bus
+from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
+from synthora.ids import new_run_id
+from synthora.messages import BaseMessage, MessageChunk
+from synthora.types.node import Node
+
+__all__ = ["DEFAULT_DURABLE_TIMEOUT", "Run", "ScopeFrame", "current_scope", "service_name"]
+
+logger = logging.getLogger("synthora")
+
+DEFAULT_DURABLE_TIMEOUT = 5.0
+"""Seconds a run waits at most for its subscribers' durability barriers."""
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeFrame:
+    """The innermost open scope of the current context: runs inside it become its children."""
+
+    run_id: str
+    node: Node
+
+
+current_scope: ContextVar[ScopeFrame | None] = ContextVar("synthora_scope", default=None)
+
+
+def service_name() -> str:
+    """``OTEL_SERVICE_NAME``, else the program's name: what dashboards group runs by."""
+    return os.environ.get("OTEL_SERVICE_NAME") or Path(sys.argv[0]).stem or "python"
+
+
+class Run:
+    """One run's identity, event numbering and closing state.
+
+    Every event of the run carries the envelope built here; `close_with_end` and
+    `close_with_error` return None once the run is closed, which is how a stream wrapper
+    reports its end exactly once whichever way it finishes.
+    """
+
+    __slots__ = (
+        "_durable_timeout",
+        "_envelope",
+        "_first_token_ns",
+        "_secrets",
+        "_started_ns",
+        "closed",
+        "node",
+        "run_id",
+        "sender",
+        "seq",
+        "tokens",
+    )
+
+    def __init__(
+        self,
+        sender: Any,
+        node: Node,
+        *,
+        operation: str,
+        model: str = "",
+        secrets: tuple[str, ...] = (),
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
+    ) -> None:
+        frame = current_scope.get()
+        self.sender = sender
+        self.node = node.within(frame.node if frame else None)
+        self.run_id = new_run_id()
+        self.seq = 0
+        self.tokens = 0
+        self.closed = False
+        self._secrets = secrets
+        self._durable_timeout = durable_timeout
+        parent_run_id = frame.run_id if frame else None
+        stamp = _stamp(
+            bus.dispatch(
+                bus.before_run,
+                sender,
+                run_id=self.run_id,
+                parent_run_id=parent_run_id,
+                node=self.node,
+                operation=operation,
+                model=model,
+            )
+        )
+        self._envelope: dict[str, Any] = {
+            "run_id": self.run_id,
+            "node": self.node,
+            "parent_run_id": parent_run_id,
+            **stamp,
+        }
+        self._started_ns = time.perf_counter_ns()
+        self._first_token_ns: int | None = None
+
+    # -- building events (no I/O) ----------------------------------------------------------
+
+    def start(self, **payload: Any) -> StartEvent:
+        return StartEvent(seq=self._next_seq(), ts=time.time_ns(), **self._envelope, **payload)
+
+    def token(self, chunk: MessageChunk) -> TokenEvent | None:
+        """The token event for a chunk, or None when nobody listens (the seq still advances)."""
+        if self._first_token_ns is None:
+            self._first_token_ns = time.perf_counter_ns()
+        index = self.tokens
+        self.tokens += 1
+        seq = self._next_seq()
+        if not bus.on_token.receivers:
+            return None
+        return TokenEvent(
+            seq=seq,
+            ts=time.time_ns(),
+            index=index,
+            text=chunk.delta,
+            tool_calls=chunk.tool_call_deltas,
+            **self._envelope,
+        )
+
+    def close_with_end(
+        self,
+        output: BaseMessage | None,
+        finish_reason: str | None,
+        *,
+        usage: Usage | None = None,
+        response_id: str | None = None,
+        response_model: str | None = None,
+    ) -> EndEvent | None:
+        if self.closed:
+            return None
+        self.closed = True
+        now = time.perf_counter_ns()
+        return EndEvent(
+            seq=self._next_seq(),
+            ts=time.time_ns(),
+            output=output,
+            finish_reason=finish_reason,
+            usage=usage,
+            response_id=response_id,
+            response_model=response_model,
+            duration_s=(now - self._started_ns) / 1e9,
+            time_to_first_token_s=(
+                None
+                if self._first_token_ns is None
+                else (self._first_token_ns - self._started_ns) / 1e9
+            ),
+            **self._envelope,
+        )
+
+    def close_interrupted(self, partial: BaseMessage | None) -> EndEvent | None:
+        return self.close_with_end(partial, INTERRUPTED)
+
+    def close_with_error(
+        self, exc: BaseException, stage: str, partial: BaseMessage | None = None
+    ) -> ErrorEvent | None:
+        if self.closed:
+            return None
+        self.closed = True
+        exc.add_note(f"synthora run {self.run_id} ({self.node.path})")
+        code = getattr(exc, "code", None)
+        status = getattr(exc, "status_code", None)
+        return ErrorEvent(
+            seq=self._next_seq(),
+            ts=time.time_ns(),
+            error_type=type(exc).__name__,
+            message=self._scrub(str(exc)),
+            status_code=status if isinstance(status, int) else None,
+            code=None if code is None else str(code),
+            stage=stage,  # type: ignore[arg-type]
+            partial_output=partial,
+            duration_s=(time.perf_counter_ns() - self._started_ns) / 1e9,
+            **self._envelope,
+        )
+
+    def _next_seq(self) -> int:
+        seq = self.seq
+        self.seq = seq + 1
+        return seq
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+    # -- the two emission twins ------------------------------------------------------------
+
+    def emit(self, event: Event | None) -> None:
+        """Send `event` to its signal's receivers; a closing event waits on their barriers."""
+        if event is None:
+            return
+        signal = _SIGNALS[event.kind]
+        results = bus.dispatch(signal, self.sender, event=event)
+        if signal is bus.on_end or signal is bus.on_error:
+            futures = _barriers(results)
+            if futures:
+                _, pending = concurrent.futures.wait(futures, timeout=self._durable_timeout)
+                self._warn_if_pending(len(pending))
+
+    async def emit_async(self, event: Event | None) -> None:
+        """`emit` for async callers: barriers are awaited without blocking the loop."""
+        if event is None:
+            return
+        signal = _SIGNALS[event.kind]
+        results = await bus.dispatch_async(signal, self.sender, event=event)
+        if signal is bus.on_end or signal is bus.on_error:
+            futures = _barriers(results)
+            if futures:
+                _, pending = await asyncio.wait(
+                    [asyncio.wrap_future(f) for f in futures], timeout=self._durable_timeout
+                )
+                self._warn_if_pending(len(pending))
+
+    def _warn_if_pending(self, pending: int) -> None:
+        if pending:
+            logger.warning(
+                "synthora: run %s returned before %d subscriber(s) confirmed it durable "
+                "within %.1f s; its events stay queued",
+                self.run_id,
+                pending,
+                self._durable_timeout,
+            )
+
+
+_SIGNALS: dict[str, Signal] = {
+    "start": bus.on_start,
+    "token": bus.on_token,
+    "end": bus.on_end,
+    "error": bus.on_error,
+}
+
+
+def _stamp(results: list[Any]) -> dict[str, str]:
+    """Merge what ``before_run`` receivers returned; only the envelope's own keys are kept."""
+    stamp: dict[str, str] = {}
+    for result in results:
+        if isinstance(result, Mapping):
+            stamp.update(
+                {key: str(result[key]) for key in ("trace_id", "span_id") if key in result}
+            )
+    return stamp
+
+
+def _barriers(results: list[Any]) -> list[concurrent.futures.Future[Any]]:
+    return [r for r in results if isinstance(r, concurrent.futures.Future)]
