@@ -1,7 +1,9 @@
 """Turning a backend's config into what the SDK is sent and what the start event records.
 
-The two differ on purpose. The SDK gets the config as the user wrote it, except that a pydantic
-class given as ``response_format`` becomes the JSON schema the SDK's own ``parse()`` would send.
+The two differ on purpose. The SDK gets the config as the user wrote it, with the values JSON
+cannot carry put in their wire form (an enum's value, a date's ISO text, a pydantic object's
+dump), and a pydantic class given as ``response_format`` becomes the JSON schema the SDK's own
+``parse()`` would send; SDK options of other types (a ``timeout``) pass untouched.
 The event gets a JSON-safe copy with secrets removed: a value that is not plain JSON (an enum,
 a datetime, a pydantic class) is carried as a tagged representation, so storing or replaying the
 run never fails on it and nothing is silently dropped.
@@ -52,16 +54,30 @@ def is_secret_key(key: str) -> bool:
 
 def sdk_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments for the SDK's ``create``, minus those the backend sets itself."""
-    params = {key: value for key, value in config.items() if key not in _NOT_REQUEST_FIELDS}
-    response_format = params.get("response_format")
-    if isinstance(response_format, type):
-        params["response_format"] = type_to_response_format_param(response_format)
-    return params
+    return {key: _wire(value) for key, value in config.items() if key not in _NOT_REQUEST_FIELDS}
 
 
 def event_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-safe, secret-free copy of the request parameters, for the start event."""
     return {str(key): _safe(key, value) for key, value in params.items()}
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return _wire(value.value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return type_to_response_format_param(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {key: _wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire(item) for item in value]
+    return value
 
 
 def _safe(key: object, value: Any) -> Any:
@@ -70,7 +86,7 @@ def _safe(key: object, value: Any) -> Any:
     return _jsonable(value)
 
 
-def _jsonable(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value
+def _jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return {"$type": "enum", "class": _qualname(type(value)), "value": _jsonable(value.value)}
     if value is None or isinstance(value, str | bool | int | float):

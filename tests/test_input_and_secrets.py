@@ -1,0 +1,117 @@
+"""Bad input is refused before any request; odd config is carried faithfully; keys never leak."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+
+import msgspec
+import pydantic
+import pytest
+
+from synthora import (
+    ConfigurationError,
+    InvalidRequestError,
+    MessageTypeError,
+    OpenAIChatBackend,
+    OpenAICompletionBackend,
+    event_from_dict,
+    user,
+)
+from synthora.events import StartEvent
+from synthora.testing.server import Behaviour
+from tests.conftest import API_KEY
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        pytest.param([42], MessageTypeError, "message 0 is a int", id="wrong-type"),
+        pytest.param(3.5, MessageTypeError, "got float", id="not-a-list"),
+        pytest.param([], InvalidRequestError, "at least one message", id="empty-list"),
+        pytest.param(
+            [{"role": "wizard", "content": "hi"}], InvalidRequestError, "unknown message role",
+            id="unknown-role",
+        ),
+    ],
+)
+def test_bad_messages_fail_before_any_request(make_backend, server, events, bad, error, match):
+    """Bad messages raise a clear error naming the problem; nothing is sent or emitted."""
+    backend = make_backend()
+    sent = len(server.requests)
+    with pytest.raises(error, match=match):
+        backend.run(bad)
+    assert len(server.requests) == sent
+    assert events == []
+
+
+def test_completion_refuses_a_conversation(make_backend):
+    """A completion backend takes one prompt, and says so when given several messages."""
+    backend = make_backend(OpenAICompletionBackend)
+    with pytest.raises(InvalidRequestError, match="one prompt"):
+        backend.run([user("a"), user("b")])
+
+
+def test_missing_api_key(monkeypatch):
+    """No api_key and no OPENAI_API_KEY: a ConfigurationError that says how to fix it."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        OpenAIChatBackend.default("gpt-4o")
+
+
+def test_config_must_be_a_mapping(server):
+    """A config that is not a mapping is refused when the backend is built."""
+    with pytest.raises(ConfigurationError, match="mapping"):
+        OpenAIChatBackend.default("m", config=[("temperature", 1)], api_key="k")  # type: ignore[arg-type]
+
+
+class Answer(pydantic.BaseModel):
+    city: str
+    population: int
+
+
+class Tone(enum.Enum):
+    FORMAL = "formal"
+
+
+def test_non_json_config_is_carried_faithfully(make_backend, server, events, model):
+    """A pydantic response_format, a datetime and an enum are carried as JSON, run unbroken."""
+    backend = make_backend(
+        config={
+            "response_format": Answer,
+            "metadata": {"asked_at": datetime.datetime(2026, 1, 2, 3, 4, 5), "tone": Tone.FORMAL},
+        }
+    )
+    backend.run("where?")
+    start = events[0]
+    assert isinstance(start, StartEvent)
+    schema = start.params["response_format"]
+    assert schema["type"] == "json_schema"
+    assert schema["json_schema"]["name"] == "Answer"
+    assert set(schema["json_schema"]["schema"]["properties"]) == {"city", "population"}
+    metadata = start.params["metadata"]
+    assert metadata["asked_at"] == {"$type": "datetime", "value": "2026-01-02T03:04:05"}
+    assert metadata["tone"]["value"] == "formal"
+    for event in events:
+        assert event_from_dict(json.loads(msgspec.json.encode(event.to_dict()))) == event
+    (request,) = [r for r in server.requests if r.body.get("model") == model]
+    assert request.body["response_format"]["json_schema"]["name"] == "Answer"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["no-stream", "stream"])
+def test_api_key_never_in_events(make_backend, server, events, model, stream):
+    """The API key is sent to the server but appears in no event, even when echoed back."""
+    backend = make_backend(
+        behaviour=Behaviour(status=401, error_message=f"Incorrect API key provided: {API_KEY}"),
+        config={"extra_headers": {"Authorization": f"Bearer {API_KEY}", "X-Trace": "ok"}},
+        stream=stream,
+    )
+    with pytest.raises(Exception, match="Incorrect API key"):
+        backend.run("secret?")
+    request = [r for r in server.requests if r.body.get("model") == model][-1]
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    dumped = msgspec.json.encode([e.to_dict() for e in events]).decode()
+    assert API_KEY not in dumped
+    assert "[REDACTED]" in dumped
+    assert events[0].params["extra_headers"]["X-Trace"] == "ok"
