@@ -27,7 +27,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from blinker import Namespace, Signal
+from blinker import NamedSignal, Namespace
 
 __all__ = [
     "before_run",
@@ -43,13 +43,15 @@ __all__ = [
 logger = logging.getLogger("synthora.bus")
 
 signals = Namespace()
-before_run: Signal = signals.signal(
+before_run: NamedSignal = signals.signal(
     "before_run", doc="Sent before a run starts; receivers may return a mapping to stamp."
 )
-on_start: Signal = signals.signal("start", doc="A run started: receivers get event=StartEvent.")
-on_token: Signal = signals.signal("token", doc="A run produced output: event=TokenEvent.")
-on_end: Signal = signals.signal("end", doc="A run finished: event=EndEvent.")
-on_error: Signal = signals.signal("error", doc="A run failed: event=ErrorEvent.")
+on_start: NamedSignal = signals.signal(
+    "start", doc="A run started: receivers get event=StartEvent."
+)
+on_token: NamedSignal = signals.signal("token", doc="A run produced output: event=TokenEvent.")
+on_end: NamedSignal = signals.signal("end", doc="A run finished: event=EndEvent.")
+on_error: NamedSignal = signals.signal("error", doc="A run failed: event=ErrorEvent.")
 
 _failures = 0
 _failures_lock = threading.Lock()
@@ -60,7 +62,7 @@ def subscriber_failures() -> int:
     return _failures
 
 
-def dispatch(signal: Signal, sender: Any, /, **kwargs: Any) -> list[Any]:
+def dispatch(signal: NamedSignal, sender: Any, /, **kwargs: Any) -> list[Any]:
     """Call every receiver of `signal` for `sender`; return their non-None results."""
     results: list[Any] = []
     for receiver in signal.receivers_for(sender):
@@ -76,7 +78,7 @@ def dispatch(signal: Signal, sender: Any, /, **kwargs: Any) -> list[Any]:
     return results
 
 
-async def dispatch_async(signal: Signal, sender: Any, /, **kwargs: Any) -> list[Any]:
+async def dispatch_async(signal: NamedSignal, sender: Any, /, **kwargs: Any) -> list[Any]:
     """`dispatch` for async callers: coroutine receivers are awaited on the caller's loop."""
     results: list[Any] = []
     for receiver in signal.receivers_for(sender):
@@ -92,7 +94,7 @@ async def dispatch_async(signal: Signal, sender: Any, /, **kwargs: Any) -> list[
     return results
 
 
-def _record_failure(signal: Signal, receiver: Any, kwargs: dict[str, Any]) -> None:
+def _record_failure(signal: NamedSignal, receiver: Any, kwargs: dict[str, Any]) -> None:
     global _failures  # noqa: PLW0603 - a process-wide counter, guarded by its lock
     with _failures_lock:
         _failures += 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blinker import Signal
+from blinker import NamedSignal
 
 from synthora import bus
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
@@ -243,7 +243,7 @@ class Run:
             )
 
 
-_SIGNALS: dict[str, Signal] = {
+_SIGNALS: dict[str, NamedSignal] = {
     "start": bus.on_start,
     "token": bus.on_token,
     "end": bus.on_end,

@@ -54,7 +54,8 @@ class Scope:
         return run.start(operation=self.operation, service=service_name())
 
     def _close(self, exc: BaseException | None) -> Event | None:
-        assert self._run is not None and self._token is not None
+        assert self._run is not None
+        assert self._token is not None
         current_scope.reset(self._token)
         if exc is None:
             return self._run.close_with_end(None, "stop")
@@ -69,7 +70,10 @@ class Scope:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         event = self._close(exc)
         assert self._run is not None
@@ -82,7 +86,10 @@ class Scope:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         event = self._close(exc)
         assert self._run is not None

@@ -49,9 +49,7 @@ def make_backend(server: OpenAICompatibleServer, model: str) -> Iterator[MakeBac
         if behaviour is not None:
             server.behave(model, behaviour)
         options.setdefault("max_retries", 0)
-        backend = cls.default(
-            model, AGENT, api_key=API_KEY, base_url=server.base_url, **options
-        )
+        backend = cls.default(model, AGENT, api_key=API_KEY, base_url=server.base_url, **options)
         built.append(backend)
         return backend
 

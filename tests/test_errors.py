@@ -6,9 +6,18 @@ import httpx2
 import openai
 import pytest
 
-from synthora import OpenAICompletionBackend
+from synthora import OpenAIChatBackend, OpenAICompletionBackend
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.testing.server import Behaviour
+
+
+async def consume(backend, async_: bool, seen: list[str]) -> None:
+    """Read a streamed run to its end with run() or async_run(), keeping the deltas seen."""
+    if async_:
+        async for chunk in await backend.async_run("hi"):
+            seen.append(chunk.delta)
+    else:
+        seen.extend(chunk.delta for chunk in backend.run("hi"))
 
 
 def assert_failed_once(events: list[Event], error_type: str) -> ErrorEvent:
@@ -89,14 +98,9 @@ async def test_connection_dropped_mid_stream(make_backend, events, async_, compl
     kind = OpenAICompletionBackend if completion else None
     options = {"behaviour": Behaviour(n_tokens=10, break_after=4), "stream": True}
     backend = make_backend(kind, **options) if kind else make_backend(**options)
-    seen = []
+    seen: list[str] = []
     with pytest.raises(openai.APIConnectionError):
-        if async_:
-            async for chunk in await backend.async_run("hi"):
-                seen.append(chunk.delta)
-        else:
-            for chunk in backend.run("hi"):
-                seen.append(chunk.delta)
+        await consume(backend, async_, seen)
     error = assert_failed_once(events, "APIConnectionError")
     assert error.stage == "stream"
     assert error.partial_output is not None
@@ -115,12 +119,7 @@ async def test_error_object_in_stream(make_backend, events, async_):
     )
     backend = make_backend(behaviour=behaviour, stream=True)
     with pytest.raises(openai.APIError, match="model overloaded") as raised:
-        if async_:
-            async for _ in await backend.async_run("hi"):
-                pass
-        else:
-            for _ in backend.run("hi"):
-                pass
+        await consume(backend, async_, [])
     assert raised.value.code == "503"
     error = assert_failed_once(events, "APIError")
     assert error.message == "model overloaded"
@@ -132,8 +131,6 @@ async def test_error_object_in_stream(make_backend, events, async_):
 
 def test_unreachable_server(events):
     """Nothing listening: APIConnectionError, one error event, nothing swallowed."""
-    from synthora import OpenAIChatBackend
-
     backend = OpenAIChatBackend.default(
         "m", api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0
     )

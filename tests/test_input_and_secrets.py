@@ -31,7 +31,9 @@ from tests.conftest import API_KEY
         pytest.param(3.5, MessageTypeError, "got float", id="not-a-list"),
         pytest.param([], InvalidRequestError, "at least one message", id="empty-list"),
         pytest.param(
-            [{"role": "wizard", "content": "hi"}], InvalidRequestError, "unknown message role",
+            [{"role": "wizard", "content": "hi"}],
+            InvalidRequestError,
+            "unknown message role",
             id="unknown-role",
         ),
     ],

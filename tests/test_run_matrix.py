@@ -9,6 +9,7 @@ import pytest
 from synthora import BaseMessage, OpenAIChatBackend, OpenAICompletionBackend, user
 from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.messages import MessageChunk
+from synthora.testing.server import Behaviour
 
 KINDS = [
     pytest.param(OpenAIChatBackend, id="chat"),
@@ -81,8 +82,6 @@ async def test_async_run_emits_a_complete_run(make_backend, events, backend_cls,
 
 def test_streamed_run_counts_tokens_and_timings(make_backend, events):
     """A streamed run reports one token event per content chunk and a time to first token."""
-    from synthora.testing.server import Behaviour
-
     backend = make_backend(behaviour=Behaviour(n_tokens=50), stream=True)
     text = collect_sync(backend, "count")
     end = assert_complete_run(events, text)

@@ -7,6 +7,7 @@ import gc
 
 import pytest
 
+from synthora import bus
 from synthora.events import EndEvent, ErrorEvent, Event
 from synthora.testing.server import Behaviour
 
@@ -66,9 +67,13 @@ def test_with_block_closes_the_stream(slow_stream, events):
 def test_user_exception_inside_the_loop_propagates(slow_stream, events):
     """The consumer's own exception is not ours: it propagates, and the run is interrupted."""
     stream = slow_stream.run("go")
-    with pytest.raises(KeyError, match="consumer"):
+
+    def consume() -> None:
         for _ in stream:
             raise KeyError("consumer")
+
+    with pytest.raises(KeyError, match="consumer"):
+        consume()
     stream.close()
     assert_interrupted_once(events, stream.message.text)
 
@@ -91,9 +96,18 @@ async def test_async_break_and_drop_reports_interrupted(slow_stream, events):
     async for chunk in stream:
         text = chunk.content
         break
-    del stream
-    gc.collect()
-    await asyncio.wait_for(_until(lambda: bool(closing(events))), timeout=5)
+    ended = asyncio.Event()
+
+    def on_end(sender, **_) -> None:
+        ended.set()
+
+    bus.on_end.connect(on_end, weak=False)
+    try:
+        del stream
+        gc.collect()
+        await asyncio.wait_for(ended.wait(), timeout=5)
+    finally:
+        bus.on_end.disconnect(on_end)
     assert_interrupted_once(events, text)
     await slow_stream.async_client.close()
 
@@ -135,8 +149,3 @@ async def test_cancelled_task_reports_interrupted(slow_stream, events):
     assert end.output is not None
     assert end.output.text
     await slow_stream.async_client.close()
-
-
-async def _until(condition) -> None:
-    while not condition():
-        await asyncio.sleep(0.005)

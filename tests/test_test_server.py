@@ -131,6 +131,32 @@ def test_chat_json_reply_echoes_the_last_user_message(client: openai.OpenAI) -> 
     assert reply.usage.total_tokens == 9
 
 
+def test_json_reply_wire_shape(server: OpenAICompatibleServer, http: httpx2.Client) -> None:
+    """JSON replies carry exactly OpenAI's keys; usage="none" and id_prefix are honoured."""
+    server.behave("bare", Behaviour(usage="none", id_prefix="gen-", tokens=("x",)))
+    chat = http.post("/chat/completions", json={"model": "m", "messages": USER_MESSAGE})
+    bare = http.post("/chat/completions", json={"model": "bare", "messages": USER_MESSAGE})
+    legacy = http.post("/completions", json={"model": "m", "prompt": "hi"})
+
+    assert chat.headers["content-type"] == "application/json"
+    assert chat.headers["x-request-id"].startswith("req_")
+    reply = chat.json()
+    assert set(reply) == {"id", "object", "created", "model", "choices", "usage"}
+    assert reply["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "You said: hello there world"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    assert "usage" not in bare.json()
+    assert bare.json()["id"].startswith("gen-")
+    assert legacy.json()["choices"] == [
+        {"text": " You wrote: hi", "index": 0, "logprobs": None, "finish_reason": "stop"}
+    ]
+
+
 def test_chat_stream_starts_with_null_content_and_reassembles(
     server: OpenAICompatibleServer, client: openai.OpenAI
 ) -> None:
@@ -278,7 +304,11 @@ def test_tool_call_deltas_reassemble_in_the_sdk(
         model="m", messages=USER_MESSAGE, tools=[WEATHER_TOOL]
     ) as stream:
         final = stream.get_final_completion()
-    raw = list(client.chat.completions.create(model="m", messages=USER_MESSAGE, stream=True))
+    raw = list(
+        client.chat.completions.create(
+            model="m", messages=USER_MESSAGE, tools=[WEATHER_TOOL], stream=True
+        )
+    )
 
     message = final.choices[0].message
     assert final.choices[0].finish_reason == "tool_calls"
@@ -577,28 +607,56 @@ def test_malformed_json_is_400(http: httpx2.Client) -> None:
     assert good.status_code == 200
 
 
+async def _open_streams(client: openai.AsyncOpenAI, model: str, count: int) -> list[Any]:
+    return list(
+        await asyncio.gather(
+            *(
+                client.chat.completions.create(model=model, messages=USER_MESSAGE, stream=True)
+                for _ in range(count)
+            )
+        )
+    )
+
+
+async def _stream_text(stream: Any) -> str:
+    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
 async def test_two_hundred_concurrent_streams(server: OpenAICompatibleServer) -> None:
-    """Two hundred clients can hold streams open at the same time."""
-    server.behave("m", Behaviour(tokens=("ok",), delay_s=0.3))
+    """Two hundred concurrent streaming clients are all served correctly."""
+    server.behave("m", Behaviour(tokens=("o", "k"), delay_s=0.01))
     async with openai.AsyncOpenAI(
         api_key="test-key", base_url=server.base_url, max_retries=0
     ) as client:
-        streams = await asyncio.gather(
-            *(
-                client.chat.completions.create(model="m", messages=USER_MESSAGE, stream=True)
-                for _ in range(200)
+        streams = await _open_streams(client, "m", 200)
+        texts = await asyncio.gather(*(_stream_text(stream) for stream in streams))
+
+    assert texts == ["ok"] * 200
+    assert len(server.requests) == 200
+    assert server.wait_for(lambda: server.active_streams == 0)
+
+
+async def test_two_hundred_streams_open_at_once_and_stop_releases_them() -> None:
+    """Two hundred streams can be open simultaneously, and stop() cuts them all off."""
+    server = OpenAICompatibleServer(default=Behaviour(n_tokens=5, delay_s=30)).start()
+    try:
+        async with openai.AsyncOpenAI(
+            api_key="test-key", base_url=server.base_url, max_retries=0
+        ) as client:
+            streams = await _open_streams(client, "m", 200)
+            all_open = await asyncio.to_thread(
+                server.wait_for, lambda: server.active_streams == 200
             )
-        )
-        all_open = await asyncio.to_thread(server.wait_for, lambda: server.active_streams == 200)
-
-        async def consume(stream: Any) -> str:
-            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-
-        texts = await asyncio.gather(*(consume(stream) for stream in streams))
+            await asyncio.to_thread(server.stop)
+            outcomes = await asyncio.gather(
+                *(_stream_text(stream) for stream in streams), return_exceptions=True
+            )
+    finally:
+        server.stop()
 
     assert all_open
-    assert texts == ["ok"] * 200
-    assert server.wait_for(lambda: server.active_streams == 0)
+    assert all(isinstance(outcome, openai.APIConnectionError) for outcome in outcomes)
+    assert (server.active_streams, server.aborted_streams) == (0, 0)
 
 
 def test_wait_for_times_out() -> None:

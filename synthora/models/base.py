@@ -88,8 +88,11 @@ class BaseModelBackend:
         """Let `handler` hear this backend's runs. Hooks it does not override are skipped."""
         if id(handler) in self._handlers:
             return
-        base = AsyncCallBackHandler if isinstance(handler, AsyncCallBackHandler) else None
-        base = base or BaseCallBackHandler
+        base: type[CallBackHandler] = (
+            AsyncCallBackHandler
+            if isinstance(handler, AsyncCallBackHandler)
+            else BaseCallBackHandler
+        )
         connected = []
         for signal, hook in _HOOKS:
             if getattr(type(handler), hook, None) is getattr(base, hook):

@@ -7,8 +7,9 @@ resource, another input and another chunk format.
 
 Streamed runs ask for usage (``stream_options.include_usage``). Many OpenAI-compatible servers
 reject that field with 400 or 422: the request is then sent once more without it, and a server
-that answered the retry is remembered (per base URL, for the life of the process) so later runs
-do not pay for the extra round trip. ``stream_usage=False`` turns the field off.
+that answered the retry is remembered (per base URL and model, for the life of the process, since
+one gateway often fronts servers of several kinds) so later runs do not pay for the extra round
+trip. ``stream_usage=False`` turns the field off.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from synthora.types.node import Node
 
 __all__ = ["OpenAIChatBackend", "OpenAICompletionBackend"]
 
-_REJECTS_STREAM_OPTIONS: set[str] = set()
-"""Base URLs whose server refused ``stream_options`` and answered without it."""
+_REJECTS_STREAM_OPTIONS: set[tuple[str, str]] = set()
+"""(base URL, model) pairs whose server refused ``stream_options`` and answered without it."""
 
 _DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
 
@@ -112,7 +113,7 @@ class OpenAIChatBackend(BaseModelBackend):
         self._secrets = (client.api_key,) if client.api_key else ()
 
     @classmethod
-    def default(  # type: ignore[override]
+    def default(
         cls,
         model_type: str,
         source: Node = _DEFAULT_SOURCE,
@@ -214,7 +215,7 @@ class OpenAIChatBackend(BaseModelBackend):
             if retry is None:
                 raise
             response = resource.with_streaming_response.create(**retry).__enter__()
-        _REJECTS_STREAM_OPTIONS.add(self._base_url)
+        _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
         return response
 
     async def _open_stream_async(self, resource: Any, request: _Request) -> Any:
@@ -225,7 +226,7 @@ class OpenAIChatBackend(BaseModelBackend):
             if retry is None:
                 raise
             response = await resource.with_streaming_response.create(**retry).__aenter__()
-        _REJECTS_STREAM_OPTIONS.add(self._base_url)
+        _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
         return response
 
     # -- no I/O below -------------------------------------------------------------------------
@@ -254,7 +255,7 @@ class OpenAIChatBackend(BaseModelBackend):
             if (
                 self.stream_usage
                 and "stream_options" not in config
-                and self._base_url not in _REJECTS_STREAM_OPTIONS
+                and (self._base_url, self.model_type) not in _REJECTS_STREAM_OPTIONS
             ):
                 sdk["stream_options"] = {"include_usage": True}
                 asked_usage = True

@@ -4,7 +4,10 @@ The hot path of a streamed run. Almost every event of an OpenAI-compatible strea
 ``data: {…}`` line followed by a blank line; that case is one ``split`` and a slice. Everything
 else the SSE format allows takes the slow path: CR and CRLF line ends (also when a CRLF is split
 across two network reads), ``event:``/``id:``/``retry:`` fields, ``:`` comments and keep-alives,
-multi-line ``data``, a payload split across reads, a last event with no blank line after it.
+multi-line ``data``, a payload split across reads. At the end of the stream, a last event whose
+lines are complete but which lacks the closing blank line is still delivered (some servers end
+that way, often with the usage chunk); a last line cut off mid-way is dropped, as the SSE
+specification and the SDK's own decoder do.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ class SSEDecoder:
         return payloads
 
     def flush(self) -> list[bytes]:
-        """At the end of the stream: the last event, if the server sent no blank line after it."""
+        """At the end of the stream: a complete last event that no blank line followed."""
         block, self._buffer = self._buffer, b""
+        if not block.endswith(b"\n"):
+            return []
         payload = _parse_block(block.rstrip(b"\n"))
         return [] if payload is None else [payload]
 

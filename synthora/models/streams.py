@@ -47,7 +47,7 @@ _pending_closes: set[asyncio.Task[None]] = set()
 class _StreamCore:
     """What both wrappers share: the decoded payloads waiting, the state, the closing events."""
 
-    __slots__ = ("_decoder", "_eof", "_payloads", "_run", "_state", "__weakref__")
+    __slots__ = ("__weakref__", "_decoder", "_eof", "_payloads", "_run", "_state")
 
     def __init__(self, run: Run, state: StreamState) -> None:
         self._run = run
@@ -156,7 +156,10 @@ class RunStream(_StreamCore, Iterator[MessageChunk]):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -211,7 +214,10 @@ class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -232,7 +238,11 @@ class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
 def _raise_as_sdk_error(exc: Exception, request: httpx2.Request) -> NoReturn:
     """Raise a transport failure of the raw stream as the SDK's own stream would."""
     timeouts: tuple[type[BaseException], ...] = (httpx2.TimeoutException,)
-    failures: tuple[type[BaseException], ...] = (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream)
+    failures: tuple[type[BaseException], ...] = (
+        httpx2.RequestError,
+        ssl.SSLError,
+        anyio.EndOfStream,
+    )
     legacy = sys.modules.get("httpx")
     if legacy is not None:
         timeouts += (legacy.TimeoutException,)

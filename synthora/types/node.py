@@ -47,7 +47,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         """The readable path from the root, e.g. ``agent:assistant/model:ChatBackend``."""
         return "/".join(node.segment for node in self._lineage())
 
-    def child(self, name: str, type: NodeType) -> Node:  # noqa: A002 - mirrors the field name
+    def child(self, name: str, type: NodeType) -> Node:
         """A node whose parent is this one."""
         return Node(name=name, type=type, parent=self)
 

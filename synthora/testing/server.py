@@ -1,0 +1,696 @@
+"""A real local HTTP server that speaks the OpenAI wire format.
+
+Tests, examples and benchmarks need a backend that behaves like a real OpenAI-compatible server
+on the wire -- status lines, chunked transfer encoding, SSE framing quirks, abrupt disconnects --
+rather than a mock that short-circuits the HTTP client.  Mocks hide exactly the bugs an
+observability layer has to survive (a stream dropped mid-way, usage arriving in an unexpected
+chunk, an error event inside a 200 stream), so this server produces them for real.
+
+It depends on the standard library only, so it can ship inside the package and users can test
+their own agents offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any, Literal
+
+__all__ = [
+    "Behaviour",
+    "OpenAICompatibleServer",
+    "RecordedRequest",
+    "ToolCallSpec",
+    "main",
+]
+
+_CHAT_PATH = "/v1/chat/completions"
+_COMPLETIONS_PATH = "/v1/completions"
+# Real servers stream tool-call arguments in small fragments; clients must concatenate them.
+_ARGUMENT_PIECE_CHARS = 8
+# How long stop() waits for connection threads to notice their sockets were shut down.  They
+# normally exit within milliseconds; the bound only keeps a wedged thread from hanging a test run.
+_STOP_GRACE_S = 2.0
+# The accept loop wakes at least this often to notice shutdown on platforms where shutting down
+# the listening socket does not wake select().
+_POLL_INTERVAL_S = 0.1
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+_Kind = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True)
+class ToolCallSpec:
+    """A tool call the fake model makes; ``arguments`` is streamed split into several deltas."""
+
+    name: str
+    arguments: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the server answers requests for one model name.
+
+    Every field models a behaviour some real OpenAI-compatible server exhibits (vLLM, llama.cpp,
+    OpenAI itself) so client code can be tested against each of them without a GPU.
+    """
+
+    # The reply's text pieces, one per stream chunk; None means the default echo reply.
+    tokens: tuple[str, ...] | None = None
+    # When tokens is None: reply with n pieces " w0", " w1", ... (sized benchmark payloads).
+    n_tokens: int | None = None
+    # Sleep before every streamed chunk except [DONE], and before a JSON reply.  Stream duration
+    # is therefore about (number of chunks) * delay_s; the role chunk counts.
+    delay_s: float = 0.0
+    # Sleep before the status line, so clients can exercise their connect/read timeouts.
+    headers_delay_s: float = 0.0
+    # Answer every request with this HTTP status and an OpenAI error body.
+    status: int | None = None
+    error_message: str = "The server had an error while processing your request."
+    error_type: str = "server_error"
+    # Real servers send integer codes too (vLLM sends the status number).
+    error_code: str | int | None = None
+    # Stream: send this many payload chunks (content or tool-call deltas; the role chunk is not
+    # counted), then close the connection without the zero-length chunk or [DONE].
+    break_after: int | None = None
+    # Stream: after this many payload chunks send an {"error": ...} event, then [DONE] and a clean
+    # end -- how vLLM reports failures after the 200 status line is out.
+    error_after: int | None = None
+    # Reject any request whose body has "stream_options" with this status (e.g. 400 or 422).
+    reject_stream_options: int | None = None
+    # separate: a last chunk with "choices": [] carries usage when stream_options.include_usage
+    #   asked for it (OpenAI), and the other chunks carry "usage": null.
+    # on_finish: usage sits on the finish-reason chunk, asked or not (vLLM, llama.cpp).
+    # none: never any usage, not even in JSON replies.
+    usage: Literal["separate", "on_finish", "none"] = "separate"
+    # First chat chunk is {"role": "assistant", "content": null}; when False the role rides on
+    # the first content chunk instead.
+    first_content_null: bool = True
+    # "stop" becomes "tool_calls" when tool_calls are given.
+    finish_reason: str = "stop"
+    # Chat only, and only for requests that offer tools (as a real model would); with tokens
+    # None the reply then has no content at all.
+    tool_calls: tuple[ToolCallSpec, ...] = ()
+    # SSE framing variants that real servers and proxies produce.
+    crlf: bool = False
+    keepalive_comments: bool = False
+    split_events: bool = False
+    # Defaults to "chatcmpl-" / "cmpl-"; the id ends with the server's request number.
+    id_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it, so tests can assert on what a client actually sent."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+_DEFAULT_BEHAVIOUR = Behaviour()
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the fake model "generated" for one request, shared by the JSON and SSE renderings."""
+
+    pieces: tuple[str, ...]
+    tool_calls: tuple[ToolCallSpec, ...]
+    finish_reason: str
+    usage: dict[str, int]
+
+
+def _text_of(content: object) -> str:
+    """Flatten message content; multimodal lists contribute their text parts only."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _answer(kind: _Kind, body: dict[str, Any], behaviour: Behaviour) -> _Answer:
+    """Decide the reply; the default echoes the input so tests can tell requests apart."""
+    tool_calls = behaviour.tool_calls if kind == "chat" and body.get("tools") else ()
+    if kind == "chat":
+        messages = body.get("messages")
+        messages = (
+            [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+        )
+        texts = [_text_of(m.get("content")) for m in messages]
+        user_texts = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+        echoed = user_texts[-1] if user_texts else ""
+        opening: tuple[str, ...] = ("You", " said", ":")
+    else:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and prompt:
+            prompt = prompt[0]
+        echoed = prompt if isinstance(prompt, str) else ""
+        texts = [echoed]
+        opening = (" You", " wrote", ":")
+
+    if behaviour.tokens is not None:
+        pieces = behaviour.tokens
+    elif behaviour.n_tokens is not None:
+        pieces = tuple(f" w{i}" for i in range(behaviour.n_tokens))
+    elif tool_calls:
+        pieces = ()
+    else:
+        pieces = opening + tuple(" " + word for word in echoed.split())
+
+    finish_reason = behaviour.finish_reason
+    if tool_calls and finish_reason == "stop":
+        finish_reason = "tool_calls"
+    prompt_tokens = max(1, sum(len(text.split()) for text in texts))
+    completion_tokens = len(pieces) + len(tool_calls)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    return _Answer(pieces, tool_calls, finish_reason, usage)
+
+
+def _tool_call_id(spec: ToolCallSpec, index: int) -> str:
+    return spec.id or f"call_{index}"
+
+
+def _error_body(message: str, type_: str, code: str | int | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def _json_reply(
+    kind: _Kind, answer: _Answer, behaviour: Behaviour, envelope: dict[str, Any]
+) -> dict[str, Any]:
+    text = "".join(answer.pieces)
+    if kind == "chat":
+        message: dict[str, Any] = {
+            "role": "assistant",
+            # OpenAI sends null content alongside tool calls rather than an empty string.
+            "content": None if answer.tool_calls and not text else text,
+        }
+        if answer.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": _tool_call_id(spec, i),
+                    "type": "function",
+                    "function": {"name": spec.name, "arguments": spec.arguments},
+                }
+                for i, spec in enumerate(answer.tool_calls)
+            ]
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": answer.finish_reason,
+        }
+        reply = {**envelope, "object": "chat.completion", "choices": [choice]}
+    else:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": answer.finish_reason}
+        reply = {**envelope, "object": "text_completion", "choices": [choice]}
+    if behaviour.usage != "none":
+        reply["usage"] = answer.usage
+    return reply
+
+
+def _dumps(value: object) -> bytes:
+    # Default arguments on purpose: json.dumps() then reuses its cached encoder, and a plain
+    # string goes straight to the C escaper -- this runs once per streamed token.
+    return json.dumps(value).encode()
+
+
+def _sse_events(
+    kind: _Kind,
+    answer: _Answer,
+    behaviour: Behaviour,
+    envelope: dict[str, Any],
+    include_usage: bool,
+) -> tuple[list[bytes], bool]:
+    """Render a whole stream up front as SSE events (without ``[DONE]``).
+
+    Rendering ahead of time keeps the write loop down to one ``write`` per chunk, which is what
+    lets a 2,000-chunk stream go out in milliseconds.  Returns the events and whether the stream
+    should end cleanly (``False`` means: drop the connection after the last event).
+    """
+    obj = b"chat.completion.chunk" if kind == "chat" else b"text_completion"
+    head = b'{"id":%b,"object":"%b","created":%d,"model":%b,"choices":[' % (
+        _dumps(envelope["id"]),
+        obj,
+        envelope["created"],
+        _dumps(envelope["model"]),
+    )
+    # OpenAI puts "usage": null on every chunk once include_usage is asked for.
+    separate_usage = behaviour.usage == "separate" and include_usage
+    tail = b'],"usage":null}' if separate_usage else b"]}"
+
+    def chat_choice(delta: bytes, finish: bytes) -> bytes:
+        return b'{"index":0,"delta":%b,"logprobs":null,"finish_reason":%b}' % (delta, finish)
+
+    def text_choice(text: bytes, finish: bytes) -> bytes:
+        return b'{"text":%b,"index":0,"logprobs":null,"finish_reason":%b}' % (text, finish)
+
+    chunks: list[bytes] = []
+    payload: list[bytes] = []
+    if kind == "chat":
+        deltas = [b'{"content":%b}' % _dumps(piece) for piece in answer.pieces]
+        for i, spec in enumerate(answer.tool_calls):
+            call = {
+                "index": i,
+                "id": _tool_call_id(spec, i),
+                "type": "function",
+                "function": {"name": spec.name, "arguments": ""},
+            }
+            deltas.append(_dumps({"tool_calls": [call]}))
+            for start in range(0, len(spec.arguments), _ARGUMENT_PIECE_CHARS):
+                fragment = spec.arguments[start : start + _ARGUMENT_PIECE_CHARS]
+                deltas.append(
+                    _dumps({"tool_calls": [{"index": i, "function": {"arguments": fragment}}]})
+                )
+        if behaviour.first_content_null or not deltas:
+            chunks.append(
+                head + chat_choice(b'{"role":"assistant","content":null}', b"null") + tail
+            )
+        else:
+            # Some servers put the role on the first chunk that already carries content; clients
+            # that assume the first chunk is empty lose the first token.
+            deltas[0] = b'{"role":"assistant",' + deltas[0][1:]
+        payload = [head + chat_choice(delta, b"null") + tail for delta in deltas]
+        finish = chat_choice(b"{}", _dumps(answer.finish_reason))
+    else:
+        payload = [head + text_choice(_dumps(piece), b"null") + tail for piece in answer.pieces]
+        finish = text_choice(b'""', _dumps(answer.finish_reason))
+
+    clean = True
+    error_after, break_after = behaviour.error_after, behaviour.break_after
+    if error_after is not None and (break_after is None or error_after <= break_after):
+        error = _error_body(behaviour.error_message, behaviour.error_type, behaviour.error_code)
+        chunks += [*payload[:error_after], _dumps(error)]
+    elif break_after is not None:
+        chunks += payload[:break_after]
+        clean = False
+    else:
+        chunks += payload
+        if behaviour.usage == "on_finish":
+            chunks.append(head + finish + b'],"usage":%b}' % _dumps(answer.usage))
+        else:
+            chunks.append(head + finish + tail)
+        if separate_usage:
+            chunks.append(head + b'],"usage":%b}' % _dumps(answer.usage))
+    return [_frame_event(chunk, behaviour) for chunk in chunks], clean
+
+
+def _frame_event(data: bytes, behaviour: Behaviour) -> bytes:
+    eol = b"\r\n" if behaviour.crlf else b"\n"
+    prefix = (
+        b": keep-alive" + eol + eol + b"event: message" + eol
+        if behaviour.keepalive_comments
+        else b""
+    )
+    return prefix + b"data: " + data + eol + eol
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    # Benchmarks open hundreds of connections at once; the default backlog of 5 makes the
+    # kernel drop SYNs and turns a latency benchmark into a retransmission-timeout benchmark.
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], owner: OpenAICompatibleServer) -> None:
+        super().__init__(address, _Handler)
+        self.owner = owner
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client may vanish at any moment (timeouts, cancelled tasks, stop() shutting sockets);
+        # that is routine for this server, not worth a traceback.  Anything else is a bug.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # One small write per SSE event: Nagle would hold each one back waiting for an ACK.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+    request_id: str
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.owner._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay silent: test output should show the code under test, not an access log."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        owner = self.server.owner
+        path = self.path.partition("?")[0]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            # The body's extent is unknown, so the connection cannot be reused after the 400.
+            length = 0
+            self.close_connection = True
+        raw = self.rfile.read(length)
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        body: dict[str, Any] | None = parsed if isinstance(parsed, dict) else None
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        number = owner._record(RecordedRequest(path, headers, body or {}))
+        self.request_id = f"req_{number}"
+
+        kind: _Kind
+        if self.command == "POST" and path == _CHAT_PATH:
+            kind = "chat"
+        elif self.command == "POST" and path == _COMPLETIONS_PATH:
+            kind = "completion"
+        else:
+            message = f"Invalid URL ({self.command} {path})"
+            self._send_json(404, _error_body(message, "invalid_request_error", None))
+            return
+        if body is None:
+            message = "We could not parse the JSON body of your request."
+            self._send_json(400, _error_body(message, "invalid_request_error", None))
+            return
+        self._respond(kind, body, number)
+
+    def _respond(self, kind: _Kind, body: dict[str, Any], number: int) -> None:
+        owner = self.server.owner
+        model = body.get("model")
+        model = model if isinstance(model, str) else ""
+        behaviour = owner._behaviour_for(model)
+        if not owner._pause(behaviour.headers_delay_s):
+            self.close_connection = True
+            return
+        if behaviour.status is not None:
+            error = _error_body(behaviour.error_message, behaviour.error_type, behaviour.error_code)
+            self._send_json(behaviour.status, error)
+            return
+        if behaviour.reject_stream_options is not None and "stream_options" in body:
+            message = "Unrecognized request argument supplied: stream_options"
+            error = _error_body(message, "invalid_request_error", None)
+            self._send_json(behaviour.reject_stream_options, error)
+            return
+
+        answer = _answer(kind, body, behaviour)
+        prefix = behaviour.id_prefix or ("chatcmpl-" if kind == "chat" else "cmpl-")
+        envelope = {"id": f"{prefix}{number}", "created": int(time.time()), "model": model}
+        if body.get("stream") is True:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            events, clean = _sse_events(kind, answer, behaviour, envelope, include_usage)
+            self._stream(events, clean, behaviour)
+        elif owner._pause(behaviour.delay_s):
+            self._send_json(200, _json_reply(kind, answer, behaviour, envelope))
+        else:
+            self.close_connection = True
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", self.request_id)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, events: list[bytes], clean: bool, behaviour: Behaviour) -> None:
+        owner = self.server.owner
+        owner._stream_started()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("x-request-id", self.request_id)
+            self.end_headers()
+            for event in events:
+                if not owner._pause(behaviour.delay_s):
+                    self.close_connection = True
+                    return
+                self._write_event(event, behaviour.split_events)
+            if not clean:
+                # Closing without the zero-length chunk is what a crashed upstream looks like.
+                self.close_connection = True
+                return
+            self._write_event(_frame_event(b"[DONE]", behaviour), behaviour.split_events)
+            self.wfile.write(b"0\r\n\r\n")
+        except _CLIENT_GONE:
+            self.close_connection = True
+            owner._stream_aborted()
+        finally:
+            owner._stream_ended()
+
+    def _write_event(self, event: bytes, split: bool) -> None:
+        if split:
+            cut = len(event) // 2
+            self.wfile.write(b"%x\r\n%b\r\n" % (cut, event[:cut]))
+            self.wfile.flush()
+            event = event[cut:]
+        self.wfile.write(b"%x\r\n%b\r\n" % (len(event), event))
+        self.wfile.flush()
+
+
+class OpenAICompatibleServer:
+    """A real HTTP server on localhost answering ``/v1/chat/completions`` and ``/v1/completions``.
+
+    Behaviour is chosen per request by the body's ``model`` so one server can play many
+    backends at once (a healthy one, a flaky one, a slow one) in the same test.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, default: Behaviour = _DEFAULT_BEHAVIOUR
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._default = default
+        # One re-entrant condition guards all state, so wait_for() predicates may read the
+        # public properties (which take the same lock) and every state change can wake waiters.
+        self._cond = threading.Condition(threading.RLock())
+        self._behaviours: dict[str, Behaviour] = {}
+        self._requests: list[RecordedRequest] = []
+        self._request_count = 0
+        self._active = 0
+        self._aborted = 0
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._address: tuple[str, int] | None = None
+
+    def start(self) -> OpenAICompatibleServer:
+        """Bind and serve in a daemon thread; binding here (not in __init__) leaks no socket."""
+        with self._cond:
+            if self._httpd is not None:
+                raise RuntimeError("server already started")
+            self._stopping.clear()
+            httpd = _HTTPServer((self._host, self._port), self)
+            host, port = httpd.server_address[:2]
+            self._address = (str(host), int(port))
+            self._httpd = httpd
+            self._thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": _POLL_INTERVAL_S},
+                name=f"synthora-test-server:{port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Shut down promptly even while streams are in flight; safe to call twice."""
+        with self._cond:
+            httpd, thread = self._httpd, self._thread
+            if httpd is None or thread is None:
+                return
+            self._httpd = self._thread = None
+            self._stopping.set()  # wakes every delay sleep
+            connections = list(self._connections)
+        # Makes the listening socket readable so serve_forever() notices shutdown at once instead
+        # of after its poll interval (Linux; elsewhere the poll interval applies).
+        _shutdown_quietly(httpd.socket)
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+        for connection in connections:
+            _shutdown_quietly(connection)
+        with self._cond:
+            self._cond.wait_for(lambda: not self._connections, timeout=_STOP_GRACE_S)
+
+    def __enter__(self) -> OpenAICompatibleServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """Known only after start(), because port 0 lets the OS pick a free port."""
+        if self._address is None:
+            raise RuntimeError("server not started")
+        host, port = self._address
+        return f"http://{host}:{port}/v1"
+
+    def behave(self, model: str, behaviour: Behaviour) -> None:
+        """Keyed by model name because that is the one field every client lets tests choose."""
+        with self._cond:
+            self._behaviours[model] = behaviour
+
+    def reset(self) -> None:
+        """Forget behaviours, recorded requests and the abort count, for a shared server fixture."""
+        with self._cond:
+            self._behaviours.clear()
+            self._requests.clear()
+            self._aborted = 0
+            self._cond.notify_all()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy, so assertions never race with connection threads appending to it."""
+        with self._cond:
+            return list(self._requests)
+
+    @property
+    def active_streams(self) -> int:
+        """Non-zero after a client is done means a stream was leaked rather than closed."""
+        with self._cond:
+            return self._active
+
+    @property
+    def aborted_streams(self) -> int:
+        """Proves a client's cancellation actually reached the wire.
+
+        Detected on the first failing write, so with long delays it lags the client's close by up
+        to two chunk intervals.
+        """
+        with self._cond:
+            return self._aborted
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate`` holds; re-checked on every request and stream state change."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    # --- called from connection threads -------------------------------------------------------
+
+    def _track(self, connection: socket.socket) -> None:
+        with self._cond:
+            self._connections.add(connection)
+            if self._stopping.is_set():
+                # Accepted while stop() was running, after it took its snapshot.
+                _shutdown_quietly(connection)
+
+    def _untrack(self, connection: socket.socket) -> None:
+        with self._cond:
+            self._connections.discard(connection)
+            self._cond.notify_all()
+
+    def _record(self, request: RecordedRequest) -> int:
+        with self._cond:
+            self._requests.append(request)
+            self._request_count += 1
+            self._cond.notify_all()
+            return self._request_count
+
+    def _behaviour_for(self, model: str) -> Behaviour:
+        with self._cond:
+            return self._behaviours.get(model, self._default)
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep unless the server is stopping; returns whether to carry on."""
+        return not (seconds > 0 and self._stopping.wait(seconds))
+
+    def _stream_started(self) -> None:
+        with self._cond:
+            self._active += 1
+            self._cond.notify_all()
+
+    def _stream_aborted(self) -> None:
+        with self._cond:
+            if not self._stopping.is_set():
+                self._aborted += 1
+            self._cond.notify_all()
+
+    def _stream_ended(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+
+def _shutdown_quietly(sock: socket.socket) -> None:
+    """Wake any thread blocked on ``sock``; it may already be closed by its peer, which is fine."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Terminate(Exception):
+    """Raised by the signal handler to unwind the CLI's main thread out of its wait."""
+
+
+def _raise_terminate(signum: int, frame: FrameType | None) -> None:
+    raise _Terminate
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, for benchmarks that need the server in another process."""
+    parser = argparse.ArgumentParser(
+        prog="python -m synthora.testing.server",
+        description="Local OpenAI-compatible server for offline tests and benchmarks.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--n-tokens", type=int, default=None, help="reply with N tokens")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each chunk")
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    signal.signal(signal.SIGINT, _raise_terminate)
+    default = Behaviour(n_tokens=args.n_tokens, delay_s=args.delay)
+    try:
+        with OpenAICompatibleServer(args.host, args.port, default) as server:
+            print(f"ready {server.base_url}", flush=True)
+            # Nothing sets this event: the wait ends when a signal handler raises _Terminate.
+            threading.Event().wait()
+    except _Terminate:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The public names are a contract: this test fails when one appears or disappears."""
+
+from __future__ import annotations
+
+import synthora
+import synthora.bus
+import synthora.events
+from synthora.bus import before_run, on_end, on_error, on_start, on_token
+from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
+from synthora.messages import BaseMessage, assistant, system, user
+from synthora.models import BaseModelBackend, OpenAIChatBackend, OpenAICompletionBackend
+from synthora.types.enums import ModelBackendType, NodeType
+from synthora.types.node import Node
+
+
+def test_root_exports() -> None:
+    """synthora's root re-exports exactly the everyday names."""
+    assert synthora.__all__ == [
+        "AsyncCallBackHandler",
+        "BaseCallBackHandler",
+        "BaseMessage",
+        "BaseModelBackend",
+        "ConfigurationError",
+        "EndEvent",
+        "ErrorEvent",
+        "Event",
+        "InvalidRequestError",
+        "MessageChunk",
+        "MessageRole",
+        "MessageTypeError",
+        "ModelBackendType",
+        "Node",
+        "NodeType",
+        "OpenAIChatBackend",
+        "OpenAICompletionBackend",
+        "StartEvent",
+        "SynthoraError",
+        "TokenEvent",
+        "ToolCall",
+        "__version__",
+        "assistant",
+        "event_from_dict",
+        "scope",
+        "system",
+        "tool",
+        "user",
+    ]
+    for name in synthora.__all__:
+        assert hasattr(synthora, name), name
+
+
+def test_seed_import_paths() -> None:
+    """The seed's import paths name the same objects as the root."""
+    assert issubclass(OpenAICompletionBackend, OpenAIChatBackend)
+    assert issubclass(OpenAIChatBackend, BaseModelBackend)
+    assert (AsyncCallBackHandler, BaseCallBackHandler) == (
+        synthora.AsyncCallBackHandler,
+        synthora.BaseCallBackHandler,
+    )
+    assert (BaseMessage, Node, NodeType, ModelBackendType) == (
+        synthora.BaseMessage,
+        synthora.Node,
+        synthora.NodeType,
+        synthora.ModelBackendType,
+    )
+    assert (user, system, assistant) == (synthora.user, synthora.system, synthora.assistant)
+
+
+def test_bus_signals() -> None:
+    """One blinker signal per kind, plus before_run, in Synthora's own namespace."""
+    names = [s.name for s in (before_run, on_start, on_token, on_end, on_error)]
+    assert names == ["before_run", "start", "token", "end", "error"]
+    assert set(synthora.bus.__all__) >= {"before_run", "on_start", "on_token", "on_end", "on_error"}
+    assert set(synthora.events.__all__) >= {"Event", "StartEvent", "event_from_dict"}
