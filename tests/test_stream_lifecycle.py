@@ -28,13 +28,25 @@ def assert_interrupted_once(events: list[Event], seen: str) -> None:
 
 
 @pytest.fixture
-def slow_stream(make_backend, server):
-    backend = make_backend(behaviour=SLOW, stream=True)
-    yield backend
-    assert server.wait_for(lambda: server.active_streams == 0), "the HTTP stream was not released"
+def slow_stream(make_backend):
+    """A backend whose streams last 2 seconds, so a test can leave one early."""
+    return make_backend(behaviour=SLOW, stream=True)
 
 
-def test_break_and_drop_reports_interrupted(slow_stream, events):
+@pytest.fixture
+def released(server):
+    """Call it while still holding the stream: the server must have seen the client leave."""
+    aborted = server.aborted_streams
+
+    def check() -> None:
+        assert server.wait_for(lambda: server.aborted_streams == aborted + 1, timeout=1.5), (
+            "the client did not release the HTTP stream it left"
+        )
+
+    return check
+
+
+def test_break_and_drop_reports_interrupted(slow_stream, events, released):
     """Breaking out of a stream and dropping it ends the run as interrupted, with the text seen."""
     stream = slow_stream.run("go")
     for seen, chunk in enumerate(stream):  # noqa: B007
@@ -44,27 +56,30 @@ def test_break_and_drop_reports_interrupted(slow_stream, events):
     del stream, chunk
     gc.collect()
     assert_interrupted_once(events, text)
+    released()
 
 
-def test_close_reports_interrupted_once(slow_stream, events):
-    """close() ends the run as interrupted; closing again adds nothing."""
+def test_close_reports_interrupted_once(slow_stream, events, released):
+    """close() ends the run as interrupted and frees the connection; closing again adds nothing."""
     stream = slow_stream.run("go")
     first = next(stream)
     stream.close()
+    released()
     stream.close()
     assert list(stream) == []
     assert_interrupted_once(events, first.content)
 
 
-def test_with_block_closes_the_stream(slow_stream, events):
-    """Leaving a `with` block early ends the run as interrupted."""
+def test_with_block_closes_the_stream(slow_stream, events, released):
+    """Leaving a `with` block early ends the run as interrupted and frees the connection."""
     with slow_stream.run("go") as stream:
         first = next(stream)
+    released()
     assert stream.closed
     assert_interrupted_once(events, first.content)
 
 
-def test_user_exception_inside_the_loop_propagates(slow_stream, events):
+def test_user_exception_inside_the_loop_propagates(slow_stream, events, released):
     """The consumer's own exception is not ours: it propagates, and the run is interrupted."""
     stream = slow_stream.run("go")
 
@@ -75,6 +90,7 @@ def test_user_exception_inside_the_loop_propagates(slow_stream, events):
     with pytest.raises(KeyError, match="consumer"):
         consume()
     stream.close()
+    released()
     assert_interrupted_once(events, stream.message.text)
 
 
@@ -90,7 +106,7 @@ def test_exhausted_stream_ends_once(make_backend, events):
     assert end.output.text == chunks[-1].content
 
 
-async def test_async_break_and_drop_reports_interrupted(slow_stream, events):
+async def test_async_break_and_drop_reports_interrupted(slow_stream, events, released):
     """An async stream abandoned mid-way is closed on the loop and reported as interrupted."""
     stream = await slow_stream.async_run("go")
     async for chunk in stream:
@@ -109,28 +125,31 @@ async def test_async_break_and_drop_reports_interrupted(slow_stream, events):
     finally:
         bus.on_end.disconnect(on_end)
     assert_interrupted_once(events, text)
+    await asyncio.to_thread(released)
     await slow_stream.async_client.close()
 
 
-async def test_aclose_reports_interrupted(slow_stream, events):
-    """aclose() ends an async stream as interrupted."""
+async def test_aclose_reports_interrupted(slow_stream, events, released):
+    """aclose() ends an async stream as interrupted and frees the connection."""
     stream = await slow_stream.async_run("go")
     first = await anext(stream)
     await stream.aclose()
+    await asyncio.to_thread(released)
     await stream.aclose()
     assert_interrupted_once(events, first.content)
     await slow_stream.async_client.close()
 
 
-async def test_async_with_block_closes_the_stream(slow_stream, events):
+async def test_async_with_block_closes_the_stream(slow_stream, events, released):
     """Leaving an `async with` block early ends the run as interrupted."""
     async with await slow_stream.async_run("go") as stream:
         first = await anext(stream)
+    await asyncio.to_thread(released)
     assert_interrupted_once(events, first.content)
     await slow_stream.async_client.close()
 
 
-async def test_cancelled_task_reports_interrupted(slow_stream, events):
+async def test_cancelled_task_reports_interrupted(slow_stream, events, released):
     """Cancelling the task that reads a stream ends the run as interrupted and re-raises."""
     got_one = asyncio.Event()
 
@@ -143,6 +162,7 @@ async def test_cancelled_task_reports_interrupted(slow_stream, events):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await asyncio.to_thread(released)
     (end,) = closing(events)
     assert isinstance(end, EndEvent)
     assert end.finish_reason == "interrupted"
