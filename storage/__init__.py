@@ -1,1 +1,18 @@
-"""The SQL event log of Synthora runs, and replay from it (work in progress)."""
+"""The SQL event log of Synthora runs: durable, idempotent, readable while it grows.
+
+``EventLog(url).attach()`` stores every run on the bus; ``runs``, ``events``, ``transcript``
+and ``follow`` read it back. See `synthora.storage.log`.
+"""
+
+from synthora.storage.errors import RunNotFoundError, SchemaVersionError, StorageError
+from synthora.storage.log import DEFAULT_URL, EventLog, RunSummary, Transcript
+
+__all__ = [
+    "DEFAULT_URL",
+    "EventLog",
+    "RunNotFoundError",
+    "RunSummary",
+    "SchemaVersionError",
+    "StorageError",
+    "Transcript",
+]

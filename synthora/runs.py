@@ -51,7 +51,14 @@ current_scope: ContextVar[ScopeFrame | None] = ContextVar("synthora_scope", defa
 
 def service_name() -> str:
     """``OTEL_SERVICE_NAME``, else the program's name: what dashboards group runs by."""
-    return os.environ.get("OTEL_SERVICE_NAME") or Path(sys.argv[0]).stem or "python"
+    return os.environ.get("OTEL_SERVICE_NAME") or _program_name()
+
+
+def _program_name() -> str:
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else None
+    if program is None:
+        return "python"
+    return program.parent.name if program.stem == "__main__" else program.stem
 
 
 class Run:

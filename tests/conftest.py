@@ -6,19 +6,25 @@ slow or broken streams) never leaks into another test.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
-from synthora import Node, NodeType, OpenAIChatBackend
+from support import AGENT, API_KEY
+from synthora import OpenAIChatBackend
 from synthora.models.base import BaseModelBackend
+from synthora.storage import EventLog
+from synthora.storage.engines import safe_url
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour, OpenAICompatibleServer
-
-API_KEY = "test-key-synthora-do-not-log-4f1c9e"
-AGENT = Node(name="assistant", type=NodeType.AGENT)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +70,63 @@ def events() -> Iterator[list[Any]]:
     """Every event emitted during the test."""
     with capture_events() as captured:
         yield captured
+
+
+# -- the event log, on SQLite and on a real PostgreSQL ---------------------------------------
+
+POSTGRES_URL = os.environ.get(
+    "SYNTHORA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@functools.cache
+def postgres_unavailable() -> str | None:
+    """Why the test PostgreSQL cannot be used, or None when it answers."""
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # any reason at all means: skip, saying why
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL to a fresh, private schema of the test PostgreSQL, dropped afterwards."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(
+            f"PostgreSQL at {safe_url(POSTGRES_URL)} is not reachable ({reason}); set "
+            "SYNTHORA_TEST_POSTGRES_URL to a PostgreSQL database to run these tests"
+        )
+    schema = f"synthora_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty event-log database: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'events.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def log(log_url: str) -> Iterator[EventLog]:
+    """An event log attached to the bus for the test."""
+    with EventLog(log_url) as event_log:
+        event_log.attach()
+        yield event_log

@@ -7,25 +7,9 @@ import threading
 
 import pytest
 
+from support import Recorder
 from synthora import AsyncCallBackHandler, BaseCallBackHandler, bus
-from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
-
-
-class Recorder(BaseCallBackHandler):
-    def __init__(self) -> None:
-        self.kinds: list[str] = []
-
-    def on_llm_start(self, event: StartEvent) -> None:
-        self.kinds.append(event.kind)
-
-    def on_llm_chunk(self, event: TokenEvent) -> None:
-        self.kinds.append(event.kind)
-
-    def on_llm_end(self, event: EndEvent) -> None:
-        self.kinds.append(event.kind)
-
-    def on_llm_error(self, event: ErrorEvent) -> None:
-        self.kinds.append(event.kind)
+from synthora.events import EndEvent, StartEvent, TokenEvent
 
 
 class AsyncRecorder(AsyncCallBackHandler):

@@ -10,6 +10,7 @@ import msgspec
 import pydantic
 import pytest
 
+from support import API_KEY
 from synthora import (
     ConfigurationError,
     InvalidRequestError,
@@ -21,7 +22,6 @@ from synthora import (
 )
 from synthora.events import StartEvent
 from synthora.testing.server import Behaviour
-from tests.conftest import API_KEY
 
 
 @pytest.mark.parametrize(

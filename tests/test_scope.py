@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from support import Recorder
 from synthora import ConfigurationError, Node, NodeType, OpenAIChatBackend, scope
 from synthora.events import EndEvent, ErrorEvent, StartEvent
-from tests.test_handlers import Recorder
 
 PLANNER = Node(name="planner", type=NodeType.AGENT)
 SEARCH = Node(name="search", type=NodeType.TOOL)

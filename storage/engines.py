@@ -1,0 +1,87 @@
+"""Engines for the event log: SQLite tuned for one writer thread and many readers.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed run survives a process crash;
+``durability="full"`` also survives power loss at ~20x the cost of a commit) and a long busy
+timeout so several processes can share one file. pysqlite's own transaction handling is turned
+off: write transactions begin with ``BEGIN IMMEDIATE`` so two processes never deadlock upgrading
+a read lock, and reads run in autocommit, never holding a write lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from synthora.storage.codec import json_serializer
+from synthora.storage.errors import StorageError
+
+__all__ = ["Durability", "make_engines", "safe_url"]
+
+Durability = Literal["normal", "full"]
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL for messages: never with its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engines(url: str, durability: Durability) -> tuple[Engine, Engine]:
+    """(writer, reader) engines for `url`; they are one and the same on a server database."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(
+            f"not a database URL: {url!r}; expected e.g. sqlite:///synthora.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from exc
+    if durability not in ("normal", "full"):
+        raise StorageError(f"durability must be 'normal' or 'full', not {durability!r}")
+    serializer = json_serializer(parsed.get_backend_name())
+    try:
+        if parsed.get_backend_name() != "sqlite":
+            engine = create_engine(parsed, json_serializer=serializer, pool_pre_ping=True)
+            return engine, engine
+        _check_sqlite_path(parsed)
+        writer = create_engine(parsed, json_serializer=serializer)
+        reader = create_engine(parsed, json_serializer=serializer)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StorageError(f"cannot use the event log at {safe_url(parsed)}: {exc}") from exc
+    synchronous = "FULL" if durability == "full" else "NORMAL"
+    _tune_sqlite(writer, synchronous, "BEGIN IMMEDIATE")
+    _tune_sqlite(reader, synchronous, None)
+    return writer, reader
+
+
+def _check_sqlite_path(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise StorageError(
+            "the event log needs a SQLite file (sqlite:///path/to/log.db), not an in-memory "
+            "database: the writer thread and readers must share it"
+        )
+    folder = Path(database).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise StorageError(f"cannot create the event log {database!r}: no folder {folder}")
+
+
+def _tune_sqlite(engine: Engine, synchronous: str, begin: str | None) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.close()
+
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)

@@ -1,0 +1,395 @@
+"""`EventLog`: every run on the bus, stored durably in SQL, and read back.
+
+::
+
+    with EventLog() as log:                  # sqlite:///synthora.db, created and migrated
+        log.attach()                          # every backend's runs; log.attach(backend): one
+        backend.run([user("hi")])             # returns once its events are committed
+        (summary,) = log.runs()
+        assert list(log.events(summary.run_id))[0].kind == "start"
+
+The subscriber is cheap on purpose: a token costs the caller one deque append; the writer
+thread (`synthora.storage.writer`) does the rest. A run's end or error hands ``run()`` a
+durability barrier, so a run that returned is on disk. Reads stream rows with a bounded buffer,
+whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import datetime
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+from blinker import ANY
+from sqlalchemy import Select, exc, or_, select
+
+from synthora import bus
+from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
+from synthora.messages import BaseMessage
+from synthora.storage.codec import events_from_row, without_content
+from synthora.storage.engines import Durability, make_engines, safe_url
+from synthora.storage.errors import RunNotFoundError, StorageError
+from synthora.storage.migrate import upgrade
+from synthora.storage.schema import events, runs
+from synthora.storage.writer import OnFull, Writer
+
+__all__ = ["DEFAULT_URL", "EventLog", "RunSummary", "Transcript"]
+
+logger = logging.getLogger("synthora.storage")
+
+DEFAULT_URL = "sqlite:///synthora.db"
+_READ_BUFFER = 1000
+_EXIT_FLUSH_S = 5.0
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One run as the ``synthora_runs`` projection holds it."""
+
+    run_id: str
+    parent_run_id: str | None
+    status: str
+    operation: str
+    service: str
+    backend: str
+    model: str
+    stream: bool
+    node_name: str
+    node_type: str
+    node_path: str
+    started_at: datetime.datetime
+    ended_at: datetime.datetime | None
+    duration_s: float | None
+    time_to_first_token_s: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    finish_reason: str | None
+    error_type: str | None
+    error_message: str | None
+    status_code: int | None
+    trace_id: str
+    span_id: str
+
+
+class Transcript(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored run made readable: what went in, what came out, and how it ended."""
+
+    run: RunSummary
+    params: dict[str, Any]
+    messages: tuple[BaseMessage, ...] | None
+    prompt: str | list[str] | None
+    output: BaseMessage | None
+    usage: Usage | None
+    tokens: int
+    error: ErrorEvent | None
+
+
+class EventLog:
+    """An append-only SQL log of run events: SQLite by default, PostgreSQL at scale.
+
+    `url` is any SQLAlchemy URL. `redact` may rewrite an event before it is written (it runs on
+    the writer thread); if it raises, the event is stored without content rather than
+    unredacted. ``store_content=False`` stores no message text at all. When the queue holds
+    `max_queue` events, the caller waits for room (``on_full="wait"``, nothing lost) or the event
+    is dropped and counted (``on_full="drop"``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        durability: Durability = "normal",
+        redact: Callable[[Event], Event] | None = None,
+        store_content: bool = True,
+        batch_size: int = 5000,
+        flush_interval: float = 0.05,
+        max_queue: int = 100_000,
+        on_full: OnFull = "wait",
+    ) -> None:
+        self.url = url or os.environ.get("SYNTHORA_DB") or DEFAULT_URL
+        self._redact = redact
+        self._store_content = store_content
+        self._writer_engine, self._reader_engine = make_engines(self.url, durability)
+        try:
+            upgrade(self._writer_engine)
+        except BaseException as error:
+            self._writer_engine.dispose()
+            self._reader_engine.dispose()
+            if isinstance(error, exc.SQLAlchemyError):
+                raise StorageError(
+                    f"cannot open the event log at {safe_url(self.url)}: {_reason(error)}"
+                ) from error
+            raise
+        self._writer = Writer(
+            self._writer_engine,
+            prepare=self._prepare,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            on_full=on_full,
+        )
+        self._receivers: list[tuple[Any, Callable[..., Any], Any]] = []
+        self._closed = False
+        _open_logs.add(self)
+
+    def __repr__(self) -> str:
+        return f"<EventLog {safe_url(self.url)}>"
+
+    # -- subscribing ---------------------------------------------------------------------------
+
+    def attach(self, backend: Any = None) -> Self:
+        """Store the runs of `backend`, or of every backend and scope when none is given."""
+        sender = ANY if backend is None else backend
+        writer = self._writer
+
+        def store(sender: Any, /, *, event: Event, replayed: bool = False, **_: Any) -> None:
+            if not replayed:
+                writer.put(event)
+
+        def store_closing(
+            sender: Any, /, *, event: Event, replayed: bool = False, **_: Any
+        ) -> concurrent.futures.Future[None] | None:
+            return None if replayed else writer.put_closing(event)
+
+        for signal, receiver in (
+            (bus.on_start, store),
+            (bus.on_token, store),
+            (bus.on_end, store_closing),
+            (bus.on_error, store_closing),
+        ):
+            signal.connect(receiver, sender=sender, weak=False)
+            self._receivers.append((signal, receiver, sender))
+        return self
+
+    def detach(self) -> None:
+        """Stop storing new runs; what was already enqueued is still written."""
+        for signal, receiver, sender in self._receivers:
+            signal.disconnect(receiver, sender=sender)
+        self._receivers.clear()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event enqueued so far is committed; False on timeout."""
+        return self._writer.flush(timeout)
+
+    def close(self, timeout: float | None = _EXIT_FLUSH_S) -> None:
+        """Detach, write what is queued (waiting at most `timeout`), release the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self.detach()
+        left = self._writer.stop(timeout)
+        if left:
+            logger.error(
+                "synthora: %d events could not be written to %s before close",
+                left,
+                safe_url(self.url),
+            )
+        self._writer_engine.dispose()
+        self._reader_engine.dispose()
+        _open_logs.discard(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the queue was full (only with ``on_full="drop"``)."""
+        return self._writer.dropped
+
+    def _prepare(self, event: Event) -> Event:
+        if self._redact is not None:
+            try:
+                event = self._redact(event)
+            except Exception:
+                logger.exception(
+                    "synthora: redact hook failed; the event is stored without content"
+                )
+                return without_content(event)
+        return event if self._store_content else without_content(event)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def runs(
+        self,
+        model: str | None = None,
+        node: str | None = None,
+        status: str | None = None,
+        since: datetime.datetime | None = None,
+        errors_only: bool = False,
+        *,
+        until: datetime.datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[RunSummary]:
+        """Run summaries, newest first. `node` matches a node name, a path or a path prefix."""
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
+        if model is not None:
+            query = query.where(runs.c.model == model)
+        if node is not None:
+            query = query.where(
+                or_(
+                    runs.c.node_name == node,
+                    runs.c.node_path == node,
+                    runs.c.node_path.startswith(node + "/", autoescape=True),
+                )
+            )
+        if status is not None:
+            query = query.where(runs.c.status == status)
+        if errors_only:
+            query = query.where(runs.c.status == "error")
+        if since is not None:
+            query = query.where(runs.c.started_at >= since)
+        if until is not None:
+            query = query.where(runs.c.started_at < until)
+        if limit is not None:
+            query = query.limit(limit)
+        for row in self._stream(query):
+            yield RunSummary(**row)
+
+    def run(self, run_id: str) -> RunSummary:
+        """One run's summary, by its id or a unique prefix of it."""
+        full = self.resolve(run_id)
+        (summary,) = (
+            RunSummary(**row) for row in self._stream(select(runs).where(runs.c.run_id == full))
+        )
+        return summary
+
+    def resolve(self, prefix: str) -> str:
+        """The full run id that `prefix` starts, if exactly one does."""
+        query = select(runs.c.run_id).where(runs.c.run_id.startswith(prefix, autoescape=True))
+        found: list[str] = [row["run_id"] for row in self._stream(query.limit(2))]
+        if not found:
+            raise RunNotFoundError(f"no stored run id starts with {prefix!r}")
+        if len(found) > 1:
+            raise RunNotFoundError(f"run id prefix {prefix!r} is ambiguous; give more of it")
+        return found[0]
+
+    def events(self, run_id: str) -> Iterator[Event]:
+        """A run's events in seq order, exactly as the subscribers saw them."""
+        query = select(events).where(events.c.run_id == run_id).order_by(events.c.seq)
+        found = False
+        for row in self._stream(query):
+            found = True
+            yield from events_from_row(row)
+        if not found:
+            raise RunNotFoundError(f"no events stored for run {run_id!r}")
+
+    def follow(
+        self,
+        after: int = 0,
+        *,
+        poll_interval: float = 0.2,
+        idle_timeout: float | None = None,
+    ) -> Iterator[tuple[int, Event]]:
+        """``(position, event)`` for every event committed after `after`, as they are committed.
+
+        Token events packed in one row share its position. It ends after `idle_timeout` seconds
+        without new events; with None it follows until the consumer stops.
+        """
+        idle_since = time.monotonic()
+        while True:
+            query = (
+                select(events)
+                .where(events.c.position > after)
+                .order_by(events.c.position)
+                .limit(_READ_BUFFER)
+            )
+            rows = list(self._stream(query))
+            for row in rows:
+                after = row["position"]
+                for event in events_from_row(row):
+                    yield after, event
+            if rows:
+                idle_since = time.monotonic()
+                continue
+            if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                return
+            time.sleep(poll_interval)
+
+    def transcript(self, run_id: str) -> Transcript:
+        """A run as a transcript: input, output, usage and error, whether it ended or not."""
+        full = self.resolve(run_id)
+        start: StartEvent | None = None
+        closing: EndEvent | ErrorEvent | None = None
+        tokens = 0
+        text: list[str] = []
+        for event in self.events(full):
+            if isinstance(event, StartEvent):
+                start = event
+            elif isinstance(event, TokenEvent):
+                tokens += 1
+                text.append(event.text)
+            else:
+                closing = event
+        output: BaseMessage | None
+        if isinstance(closing, EndEvent):
+            output = closing.output
+        elif isinstance(closing, ErrorEvent):
+            output = closing.partial_output
+        else:
+            output = BaseMessage(role="assistant", content="".join(text)) if text else None  # type: ignore[arg-type]
+        return Transcript(
+            run=self.run(full),
+            params=start.params if start else {},
+            messages=start.messages if start else None,
+            prompt=start.prompt if start else None,
+            output=output,
+            usage=closing.usage if isinstance(closing, EndEvent) else None,
+            tokens=tokens,
+            error=closing if isinstance(closing, ErrorEvent) else None,
+        )
+
+    def _stream(self, query: Select[Any]) -> Iterator[dict[str, Any]]:
+        try:
+            with self._reader_engine.connect() as connection:
+                result = connection.execution_options(yield_per=_READ_BUFFER).execute(query)
+                try:
+                    for row in result.mappings():
+                        yield dict(row)
+                finally:
+                    result.close()  # before the connection: an abandoned read frees its cursor
+        except exc.SQLAlchemyError as error:
+            raise StorageError(
+                f"cannot read the event log at {safe_url(self.url)}: {_reason(error)}"
+            ) from error
+
+    def _forget_after_fork(self) -> None:
+        self._writer.forget_after_fork()
+        self._writer_engine.dispose(close=False)
+        self._reader_engine.dispose(close=False)
+
+
+def _reason(error: exc.SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None)
+    return str(original or error).strip().splitlines()[0]
+
+
+_open_logs: weakref.WeakSet[EventLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_logs() -> None:
+    for log in list(_open_logs):
+        log.close()
+
+
+def _after_fork_in_child() -> None:
+    for log in list(_open_logs):
+        log._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

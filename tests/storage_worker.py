@@ -1,0 +1,41 @@
+"""A child process for the storage tests: streamed runs against the test server, into a log.
+
+usage: python tests/storage_worker.py runs|crash DB_URL BASE_URL COUNT
+``runs`` does COUNT streamed runs and exits; ``crash`` does COUNT runs, printing ``done RUN_ID``
+after each returns, then starts a slow run, prints ``streaming RUN_ID`` once its first chunk is
+committed, and waits to be killed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from synthora import OpenAIChatBackend
+from synthora.storage import EventLog
+
+
+def main(mode: str, db_url: str, base_url: str, count: int) -> None:
+    log = EventLog(db_url).attach()
+    backend = OpenAIChatBackend.default(
+        "worker", api_key="worker-key", base_url=base_url, stream=True, max_retries=0
+    )
+    for i in range(count):
+        stream = backend.run(f"process {os.getpid()} run {i}")
+        list(stream)
+        if mode == "crash":
+            print(f"done {stream.run_id}", flush=True)
+    if mode == "crash":
+        slow = OpenAIChatBackend.default(
+            "slow-crash", api_key="worker-key", base_url=base_url, stream=True, max_retries=0
+        )
+        stream = slow.run("never finished")
+        next(stream)
+        log.flush()
+        print(f"streaming {stream.run_id}", flush=True)
+        sys.stdin.read()
+    log.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -1,0 +1,339 @@
+"""The event log stores every run completely and reads it back exactly: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import threading
+from collections import defaultdict
+
+import msgspec
+import openai
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from support import API_KEY
+from synthora import Node, NodeType, OpenAIChatBackend, OpenAICompletionBackend, scope, user
+from synthora.events import EndEvent, Event, StartEvent, TokenEvent
+from synthora.storage import EventLog, RunNotFoundError, SchemaVersionError, StorageError
+from synthora.storage.codec import batch_rows
+from synthora.storage.schema import events as events_table
+from synthora.storage.writer import write
+from synthora.testing import capture_events
+from synthora.testing.server import Behaviour
+
+
+def by_run(events: list[Event]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        grouped[event.run_id].append(event)
+    return grouped
+
+
+def assert_stored_exactly(log: EventLog, captured: list[Event]) -> None:
+    """Every captured run reads back from the log equal, event for event."""
+    runs = by_run(captured)
+    assert runs
+    for run_id, run_events in runs.items():
+        assert list(log.events(run_id)) == run_events
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["no-stream", "stream"])
+@pytest.mark.parametrize(
+    "kind", [OpenAIChatBackend, OpenAICompletionBackend], ids=["chat", "completion"]
+)
+async def test_every_kind_of_run_is_stored_exactly(log, make_backend, kind, stream):
+    """Sync and async, streamed or not, chat or completion: the log equals what the bus sent."""
+    backend = make_backend(kind, stream=stream)
+    with capture_events() as captured:
+        sync = backend.run("stored words")
+        if stream:
+            list(sync)
+        reply = await backend.async_run("async words")
+        if stream:
+            [chunk async for chunk in reply]
+    assert_stored_exactly(log, captured)
+    summaries = list(log.runs())
+    assert [s.status for s in summaries] == ["ok", "ok"]
+    assert {s.operation for s in summaries} == {backend.operation}
+    assert all(s.output_tokens == 5 for s in summaries)
+    await backend.async_client.close()
+
+
+def test_interrupted_and_failed_runs(log, make_backend):
+    """Interrupted and failed runs are stored with their status, partial output and error."""
+    slow = make_backend(behaviour=Behaviour(n_tokens=50, delay_s=0.005), stream=True)
+    stream = slow.run("stop early")
+    next(stream)
+    stream.close()
+    broken = make_backend(behaviour=Behaviour(n_tokens=10, break_after=3), stream=True)
+    with pytest.raises(openai.APIConnectionError):
+        list(broken.run("break"))
+    statuses = {s.status: s for s in log.runs()}
+    assert set(statuses) == {"interrupted", "error"}
+    assert statuses["interrupted"].finish_reason == "interrupted"
+    failed = statuses["error"]
+    assert failed.error_type == "APIConnectionError"
+    assert [s.run_id for s in log.runs(errors_only=True)] == [failed.run_id]
+    transcript = log.transcript(failed.run_id[:13])
+    assert transcript.error is not None
+    assert transcript.output is not None
+    assert transcript.output.text == " w0 w1 w2"
+    assert transcript.tokens == 3
+    assert transcript.messages == (user("break"),)
+
+
+def test_filters_and_scopes(log, make_backend):
+    """Runs filter by model, node and time; scope runs are stored with their children."""
+    backend = make_backend()
+    before = datetime.datetime.now(datetime.UTC)
+    with scope(Node(name="planner", type=NodeType.AGENT)) as planner:
+        backend.run("inside")
+    backend.run("outside")
+    summaries = list(log.runs())
+    assert len(summaries) == 3
+    assert [s.operation for s in log.runs(node="planner")] == ["invoke_agent"]
+    inside = list(log.runs(node="agent:planner"))
+    assert {s.operation for s in inside} == {"invoke_agent", "chat"}
+    (child,) = (s for s in inside if s.operation == "chat")
+    assert child.parent_run_id == planner.run_id
+    assert len(list(log.runs(model=backend.model_type))) == 2
+    assert len(list(log.runs(since=before))) == 3
+    assert list(log.runs(since=datetime.datetime.now(datetime.UTC))) == []
+    assert summaries[0].started_at >= summaries[-1].started_at
+
+
+def test_concurrent_threads_and_tasks(log, make_backend):
+    """8 threads and 200 async tasks at once: every run stored whole, in order, once."""
+    backend = make_backend(stream=True)
+    with capture_events() as captured:
+
+        def thread_runs(t: int) -> None:
+            for r in range(5):
+                list(backend.run(f"thread {t} run {r}"))
+
+        async def task_run(i: int) -> None:
+            [c async for c in await backend.async_run(f"task {i}")]
+
+        threads = [threading.Thread(target=thread_runs, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+
+        async def tasks() -> None:
+            await asyncio.gather(*(task_run(i) for i in range(200)))
+            await backend.async_client.close()
+
+        asyncio.run(tasks())
+        for thread in threads:
+            thread.join()
+    assert len(by_run(captured)) == 240
+    assert_stored_exactly(log, captured)
+    assert sum(1 for _ in log.runs(status="ok")) == 240
+
+
+def test_follow_tails_the_log(log, make_backend):
+    """follow() yields committed events in position order, live, and resumes after a position."""
+    backend = make_backend(stream=True)
+    seen: list[tuple[int, Event]] = []
+    ready = threading.Event()
+
+    def tail() -> None:
+        ready.set()
+        for pair in log.follow(poll_interval=0.01, idle_timeout=2):
+            seen.append(pair)
+            if isinstance(pair[1], EndEvent):
+                return
+
+    follower = threading.Thread(target=tail)
+    follower.start()
+    ready.wait()
+    with capture_events() as captured:
+        list(backend.run("tail me"))
+    follower.join(timeout=10)
+    assert [event for _, event in seen] == captured
+    positions = [position for position, _ in seen]
+    assert positions == sorted(positions)
+    assert list(log.follow(after=positions[-1], idle_timeout=0)) == []
+    assert [e for _, e in log.follow(after=positions[0], idle_timeout=0)] == captured[1:]
+
+
+def test_writes_are_idempotent(log_url, make_backend):
+    """Writing the same batch twice stores it once: a retried commit never duplicates."""
+    with capture_events() as captured:
+        list(make_backend(stream=True).run("twice"))
+    with EventLog(log_url) as log:
+        rows = batch_rows(captured)
+        engine = create_engine(log_url)
+        for _ in range(2):
+            with engine.begin() as connection:
+                write(connection, rows)
+        with engine.connect() as connection:
+            count = connection.execute(select(func.count()).select_from(events_table)).scalar()
+        engine.dispose()
+        assert count == 3
+        assert list(log.events(captured[0].run_id)) == captured
+
+
+def test_tokens_are_packed(log, make_backend, log_url):
+    """A 2,000-token streamed run takes one row per write batch and about 10 bytes a token."""
+    backend = make_backend(behaviour=Behaviour(n_tokens=2000), stream=True)
+    with capture_events() as captured:
+        list(backend.run("long"))
+    assert_stored_exactly(log, captured)
+    engine = create_engine(log_url)
+    with engine.connect() as connection:
+        rows = connection.execute(select(events_table.c.kind, events_table.c.pack)).all()
+    engine.dispose()
+    assert len(rows) <= 40
+    pack_bytes = sum(len(pack) for kind, pack in rows if kind == "tokens")
+    assert pack_bytes / 2000 < 15
+
+
+def test_unknown_run(log):
+    """Reading a run that was never stored names the problem."""
+    with pytest.raises(RunNotFoundError, match="no stored run"):
+        log.transcript("0000")
+    with pytest.raises(RunNotFoundError, match="no events"):
+        list(log.events("not-a-run"))
+
+
+# -- what is stored ----------------------------------------------------------------------------
+
+
+def test_api_key_never_reaches_the_database(log, make_backend, log_url, tmp_path):
+    """The key sent to the server appears nowhere in what was stored."""
+    backend = make_backend(
+        behaviour=Behaviour(status=401, error_message=f"bad key {API_KEY}"),
+        config={"extra_headers": {"Authorization": f"Bearer {API_KEY}"}},
+    )
+    with pytest.raises(openai.AuthenticationError):
+        backend.run("secret")
+    with pytest.raises(openai.AuthenticationError):
+        make_backend(config={"extra_query": {"api_key": API_KEY}}).run("also secret")
+    log.flush()
+    engine = create_engine(log_url)
+    with engine.connect() as connection:
+        dump = [tuple(row) for row in connection.execute(select(events_table))]
+        dump += [tuple(row) for row in connection.execute(text("SELECT * FROM synthora_runs"))]
+    engine.dispose()
+    assert API_KEY not in repr(dump)
+    if log_url.startswith("sqlite"):
+        for path in tmp_path.glob("events.db*"):
+            assert API_KEY.encode() not in path.read_bytes()
+
+
+def test_redact_hook_and_no_content(log_url, make_backend):
+    """A redact hook rewrites events before writing; store_content=False keeps no text at all."""
+
+    def redact(event: Event) -> Event:
+        if isinstance(event, StartEvent) and event.messages:
+            return msgspec.structs.replace(event, messages=(user("[scrubbed]"),))
+        return event
+
+    backend = make_backend()
+    with EventLog(log_url, redact=redact) as log:
+        log.attach()
+        backend.run("my secret diagnosis")
+        (summary,) = log.runs()
+        assert log.transcript(summary.run_id).messages == (user("[scrubbed]"),)
+    with EventLog(log_url, store_content=False) as log:
+        log.attach()
+        backend.run("private words")
+        newest = next(log.runs())
+        stored = list(log.events(newest.run_id))
+    assert "private" not in repr(stored)
+    assert stored[-1].kind == "end"
+    assert stored[-1].usage is not None
+
+
+def test_failing_redact_hook_stores_no_content(log_url, make_backend, caplog):
+    """A redact hook that raises never lets unredacted content through."""
+
+    def broken(event: Event) -> Event:
+        raise RuntimeError("redactor bug")
+
+    with EventLog(log_url, redact=broken) as log:
+        log.attach()
+        make_backend().run("confidential")
+        (summary,) = log.runs()
+        assert "confidential" not in repr(list(log.events(summary.run_id)))
+    assert "redact hook failed" in caplog.text
+
+
+def test_unencodable_payloads_are_stored_as_close_as_possible(log, make_backend):
+    """A NUL character and a lone surrogate are stored as near as JSON allows; no run is lost."""
+    make_backend(config={"user": "a\x00b"}).run("nul")
+    with pytest.raises(UnicodeEncodeError):  # the SDK cannot send it either
+        make_backend().run([user("bad \ud800 text")])
+    nul, surrogate = sorted(log.runs(), key=lambda s: s.started_at)
+    assert nul.status == "ok"
+    assert next(log.events(nul.run_id)).params["user"] in ("a\x00b", "a\ufffdb")
+    assert surrogate.status == "error"
+    assert next(log.events(surrogate.run_id)).messages == (user("bad \ufffd text"),)
+
+
+def test_run_the_sdk_cannot_send_is_still_stored(log, make_backend):
+    """NaN cannot be sent (the SDK refuses it) nor stored as JSON: the failed run is kept."""
+    with pytest.raises(ValueError, match="JSON"):
+        make_backend(config={"temperature": math.nan}).run("nan")
+    (summary,) = log.runs()
+    assert summary.status == "error"
+    start = next(log.events(summary.run_id))
+    assert start.params["temperature"] is None
+
+
+# -- opening a log -----------------------------------------------------------------------------
+
+
+def test_bad_urls_and_paths(tmp_path):
+    """A malformed URL, a missing folder or an in-memory database: a clear StorageError."""
+    with pytest.raises(StorageError, match="not a database URL"):
+        EventLog("definitely not a url")
+    with pytest.raises(StorageError, match="no folder"):
+        EventLog(f"sqlite:///{tmp_path}/missing/dir/log.db")
+    with pytest.raises(StorageError, match="in-memory"):
+        EventLog("sqlite://")
+
+
+def test_unwritable_path_as_root_or_not(tmp_path):
+    """A path that is a directory, not a file: a StorageError naming the log."""
+    with pytest.raises(StorageError, match="cannot open the event log"):
+        EventLog(f"sqlite:///{tmp_path}")
+
+
+def test_newer_schema_is_refused(log_url):
+    """A database stamped by a newer Synthora is refused and left untouched."""
+    EventLog(log_url).close()
+    engine = create_engine(log_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE synthora_alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaVersionError, match="newer than this Synthora"):
+        EventLog(log_url)
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM synthora_alembic_version")).scalar()
+            == "9999"
+        )
+    engine.dispose()
+
+
+def test_reopening_keeps_everything(log_url, make_backend):
+    """A log closed and opened again reads every run it had."""
+    with EventLog(log_url) as log:
+        log.attach()
+        make_backend().run("persist")
+    with EventLog(log_url) as log:
+        (summary,) = log.runs()
+        assert [e.kind for e in log.events(summary.run_id)] == ["start", "token", "end"]
+
+
+def test_stored_token_events_keep_their_timing(log, make_backend):
+    """Packed tokens come back with their exact timestamps and indexes."""
+    backend = make_backend(behaviour=Behaviour(n_tokens=20, delay_s=0.001), stream=True)
+    with capture_events() as captured:
+        list(backend.run("timing"))
+    stored = list(log.events(captured[0].run_id))
+    tokens = [e for e in stored if isinstance(e, TokenEvent)]
+    assert [t.ts for t in tokens] == [e.ts for e in captured if isinstance(e, TokenEvent)]
+    assert [t.index for t in tokens] == list(range(20))
