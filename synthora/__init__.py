@@ -6,7 +6,13 @@ SQL event log (`synthora.storage`) listen to it.
 """
 
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
-from synthora.errors import ConfigurationError, InvalidRequestError, MessageTypeError, SynthoraError
+from synthora.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    MessageTypeError,
+    ResponseError,
+    SynthoraError,
+)
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, event_from_dict
 from synthora.messages import BaseMessage, MessageChunk, ToolCall, assistant, system, tool, user
 from synthora.models import BaseModelBackend, OpenAIChatBackend, OpenAICompletionBackend
@@ -33,6 +39,7 @@ __all__ = [
     "NodeType",
     "OpenAIChatBackend",
     "OpenAICompletionBackend",
+    "ResponseError",
     "StartEvent",
     "SynthoraError",
     "TokenEvent",

@@ -20,6 +20,7 @@ waits for before it returns.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import os
@@ -116,23 +117,32 @@ class _PrivateLoop:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._running_loop()).result()
+        loop = self._running_loop()
+        if threading.current_thread() is self._thread:
+            # A sync run made from inside an async handler: waiting on our own loop would
+            # deadlock it, so this one coroutine gets a loop of its own on a helper thread.
+            with concurrent.futures.ThreadPoolExecutor(1) as helper:
+                return helper.submit(asyncio.run, coro).result()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=loop.run_forever, name="synthora-async-handlers", daemon=True
-                ).start()
+                )
+                self._thread.start()
                 self._loop = loop
             return self._loop
 
     def forget_after_fork(self) -> None:
         self._loop = None
+        self._thread = None
         self._lock = threading.Lock()
 
 

@@ -6,13 +6,20 @@ what to do about them::
 
     SynthoraError
      ├── ConfigurationError      (a backend that cannot work: no API key, a bad option)
-     └── InvalidRequestError     (a request refused before it was sent: ValueError)
-          └── MessageTypeError   (something that is not a message where one is needed: TypeError)
+     ├── InvalidRequestError     (a request refused before it was sent: ValueError)
+     │    └── MessageTypeError   (something that is not a message where one is needed: TypeError)
+     └── ResponseError           (the server answered with something that cannot be read)
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "InvalidRequestError", "MessageTypeError", "SynthoraError"]
+__all__ = [
+    "ConfigurationError",
+    "InvalidRequestError",
+    "MessageTypeError",
+    "ResponseError",
+    "SynthoraError",
+]
 
 
 class SynthoraError(Exception):
@@ -29,3 +36,7 @@ class InvalidRequestError(SynthoraError, ValueError):
 
 class MessageTypeError(InvalidRequestError, TypeError):
     """A value that is not a message (nor a string) was given where messages are expected."""
+
+
+class ResponseError(SynthoraError):
+    """The server's answer does not have the shape of the OpenAI wire format."""

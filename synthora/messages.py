@@ -86,8 +86,12 @@ class BaseMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
         return message
 
     @classmethod
-    def from_openai(cls, data: Mapping[str, Any] | Any) -> BaseMessage:
-        """A message from the OpenAI format: a mapping, or an SDK object with ``model_dump``."""
+    def from_openai(cls, data: Mapping[str, Any] | Any, *, role: str | None = None) -> BaseMessage:
+        """A message from the OpenAI format: a mapping, or an SDK object with ``model_dump``.
+
+        `role` is the role to assume when the data has none (a server's reply may omit it).
+        Tool calls of other types than ``function`` (``custom``) keep their name and input.
+        """
         if not isinstance(data, Mapping):
             dump = getattr(data, "model_dump", None)
             if dump is None:
@@ -96,20 +100,12 @@ class BaseMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
                     "the OpenAI format or an openai SDK message"
                 )
             data = dump(exclude_none=True)
-        role = data.get("role")
+        role = data.get("role") or role
         if role not in _ROLES:
             raise InvalidRequestError(
                 f"unknown message role {role!r}; expected one of {', '.join(sorted(_ROLES))}"
             )
-        calls = tuple(
-            ToolCall(
-                id=str(call.get("id", "")),
-                name=str(call["function"]["name"]),
-                arguments=str(call["function"].get("arguments") or ""),
-                type=str(call.get("type", "function")),
-            )
-            for call in data.get("tool_calls") or ()
-        )
+        calls = tuple(_tool_call(call) for call in data.get("tool_calls") or ())
         return cls(
             role=MessageRole(role),
             content=data.get("content"),
@@ -117,6 +113,17 @@ class BaseMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
             tool_calls=calls,
             tool_call_id=data.get("tool_call_id"),
         )
+
+
+def _tool_call(call: Mapping[str, Any]) -> ToolCall:
+    kind = str(call.get("type") or "function")
+    body = call.get(kind) or call.get("function") or {}
+    return ToolCall(
+        id=str(call.get("id") or ""),
+        name=str(body.get("name") or ""),
+        arguments=str(body.get("arguments") or body.get("input") or ""),
+        type=kind,
+    )
 
 
 class MessageChunk(BaseMessage, frozen=True, kw_only=True, omit_defaults=True):

@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -28,7 +29,14 @@ from synthora.ids import new_run_id
 from synthora.messages import BaseMessage, MessageChunk
 from synthora.types.node import Node
 
-__all__ = ["DEFAULT_DURABLE_TIMEOUT", "Run", "ScopeFrame", "current_scope", "service_name"]
+__all__ = [
+    "DEFAULT_DURABLE_TIMEOUT",
+    "Run",
+    "ScopeFrame",
+    "current_scope",
+    "register_secret",
+    "service_name",
+]
 
 logger = logging.getLogger("synthora")
 
@@ -47,6 +55,26 @@ class ScopeFrame:
 
 
 current_scope: ContextVar[ScopeFrame | None] = ContextVar("synthora_scope", default=None)
+
+_secrets: set[str] = set()
+
+
+def register_secret(secret: str) -> None:
+    """Never let `secret` (an API key) appear in an event: every run's error text is scrubbed.
+
+    Process-wide, because a key can surface in a run that never held it: a scope whose model
+    run failed with the server echoing the key.
+    """
+    if len(secret) >= 8:
+        _secrets.add(secret)
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret replaced."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    return text
 
 
 def service_name() -> str:
@@ -70,10 +98,11 @@ class Run:
     """
 
     __slots__ = (
+        "_closed_sent",
+        "_closing",
         "_durable_timeout",
         "_envelope",
         "_first_token_ns",
-        "_secrets",
         "_started_ns",
         "closed",
         "node",
@@ -90,7 +119,6 @@ class Run:
         *,
         operation: str,
         model: str = "",
-        secrets: tuple[str, ...] = (),
         durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
         frame = current_scope.get()
@@ -100,7 +128,8 @@ class Run:
         self.seq = 0
         self.tokens = 0
         self.closed = False
-        self._secrets = secrets
+        self._closing = threading.Lock()
+        self._closed_sent = False
         self._durable_timeout = durable_timeout
         parent_run_id = frame.run_id if frame else None
         stamp = _stamp(
@@ -129,7 +158,10 @@ class Run:
         return StartEvent(seq=self._next_seq(), ts=time.time_ns(), **self._envelope, **payload)
 
     def token(self, chunk: MessageChunk) -> TokenEvent | None:
-        """The token event for a chunk, or None when nobody listens (the seq still advances)."""
+        """The token event for a chunk, or None when nobody listens (the seq still advances)
+        or the run is already closed (nothing follows its end)."""
+        if self.closed:
+            return None
         if self._first_token_ns is None:
             self._first_token_ns = time.perf_counter_ns()
         index = self.tokens
@@ -155,9 +187,8 @@ class Run:
         response_id: str | None = None,
         response_model: str | None = None,
     ) -> EndEvent | None:
-        if self.closed:
+        if not self._claim():
             return None
-        self.closed = True
         now = time.perf_counter_ns()
         return EndEvent(
             seq=self._next_seq(),
@@ -182,9 +213,8 @@ class Run:
     def close_with_error(
         self, exc: BaseException, stage: str, partial: BaseMessage | None = None
     ) -> ErrorEvent | None:
-        if self.closed:
+        if not self._claim():
             return None
-        self.closed = True
         exc.add_note(f"synthora run {self.run_id} ({self.node.path})")
         code = getattr(exc, "code", None)
         status = getattr(exc, "status_code", None)
@@ -192,24 +222,33 @@ class Run:
             seq=self._next_seq(),
             ts=time.time_ns(),
             error_type=type(exc).__name__,
-            message=self._scrub(str(exc)),
+            message=scrub(str(exc)),
             status_code=status if isinstance(status, int) else None,
-            code=None if code is None else str(code),
+            code=None if code is None else scrub(str(code)),
             stage=stage,  # type: ignore[arg-type]
             partial_output=partial,
             duration_s=(time.perf_counter_ns() - self._started_ns) / 1e9,
             **self._envelope,
         )
 
+    def _claim(self) -> bool:
+        """Whether this caller gets to close the run: true exactly once, whatever the threads."""
+        with self._closing:
+            if self.closed:
+                return False
+            self.closed = True
+            return True
+
+    def _send_closing_once(self) -> bool:
+        """Whether the closing event still has to be sent (a fallback path may try twice)."""
+        with self._closing:
+            sent, self._closed_sent = self._closed_sent, True
+            return not sent
+
     def _next_seq(self) -> int:
         seq = self.seq
         self.seq = seq + 1
         return seq
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return text
 
     # -- the two emission twins ------------------------------------------------------------
 
@@ -218,26 +257,39 @@ class Run:
         if event is None:
             return
         signal = _SIGNALS[event.kind]
+        closing = signal is bus.on_end or signal is bus.on_error
+        if closing and not self._send_closing_once():
+            return
         results = bus.dispatch(signal, self.sender, event=event)
-        if signal is bus.on_end or signal is bus.on_error:
+        if closing:
             futures = _barriers(results)
             if futures:
                 _, pending = concurrent.futures.wait(futures, timeout=self._durable_timeout)
                 self._warn_if_pending(len(pending))
 
     async def emit_async(self, event: Event | None) -> None:
-        """`emit` for async callers: barriers are awaited without blocking the loop."""
+        """`emit` for async callers: barriers are awaited without blocking the loop.
+
+        A closing event is delivered to every subscriber even if the caller is cancelled
+        meanwhile: its dispatch is shielded, and the cancellation still reaches the caller.
+        """
         if event is None:
             return
         signal = _SIGNALS[event.kind]
-        results = await bus.dispatch_async(signal, self.sender, event=event)
         if signal is bus.on_end or signal is bus.on_error:
-            futures = _barriers(results)
-            if futures:
-                _, pending = await asyncio.wait(
-                    [asyncio.wrap_future(f) for f in futures], timeout=self._durable_timeout
-                )
-                self._warn_if_pending(len(pending))
+            if self._send_closing_once():
+                await asyncio.shield(self._close_async(signal, event))
+        else:
+            await bus.dispatch_async(signal, self.sender, event=event)
+
+    async def _close_async(self, signal: NamedSignal, event: Event) -> None:
+        results = await bus.dispatch_async(signal, self.sender, event=event)
+        futures = _barriers(results)
+        if futures:
+            _, pending = await asyncio.wait(
+                [asyncio.wrap_future(f) for f in futures], timeout=self._durable_timeout
+            )
+            self._warn_if_pending(len(pending))
 
     def _warn_if_pending(self, pending: int) -> None:
         if pending:

@@ -40,6 +40,7 @@ class Scope:
         self.operation = _OPERATIONS[node.type]
         self._run: Run | None = None
         self._token: Token[ScopeFrame | None] | None = None
+        self._outer: ScopeFrame | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -50,18 +51,25 @@ class Scope:
         if self._run is not None:
             raise ConfigurationError(f"scope {self.node.path} was already entered once")
         run = self._run = Run(self.node, self.node, operation=self.operation)
+        self._outer = current_scope.get()
         self._token = current_scope.set(ScopeFrame(run.run_id, run.node))
         return run.start(operation=self.operation, service=service_name())
 
     def _close(self, exc: BaseException | None) -> Event | None:
         assert self._run is not None
         assert self._token is not None
-        current_scope.reset(self._token)
+        event: Event | None
         if exc is None:
-            return self._run.close_with_end(None, "stop")
-        if isinstance(exc, Exception):
-            return self._run.close_with_error(exc, "scope")
-        return self._run.close_interrupted(None)
+            event = self._run.close_with_end(None, "stop")
+        elif isinstance(exc, Exception):
+            event = self._run.close_with_error(exc, "scope")
+        else:
+            event = self._run.close_interrupted(None)
+        try:
+            current_scope.reset(self._token)
+        except ValueError:  # left in another context than entered (a task, an async generator)
+            current_scope.set(self._outer)
+        return event
 
     def __enter__(self) -> Self:
         event = self._open()

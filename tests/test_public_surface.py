@@ -33,6 +33,7 @@ def test_root_exports() -> None:
         "NodeType",
         "OpenAIChatBackend",
         "OpenAICompletionBackend",
+        "ResponseError",
         "StartEvent",
         "SynthoraError",
         "TokenEvent",

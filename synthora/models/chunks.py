@@ -32,7 +32,7 @@ class _WireFunction(msgspec.Struct):
 
 
 class _WireToolCall(msgspec.Struct):
-    index: int = 0
+    index: int | None = None
     id: str | None = None
     function: _WireFunction | None = None
 
@@ -49,8 +49,8 @@ class _WireChatChoice(msgspec.Struct):
 
 
 class _WireChatChunk(msgspec.Struct):
-    id: str = ""
-    model: str = ""
+    id: str | None = None
+    model: str | None = None
     choices: list[_WireChatChoice] | None = None
     usage: _WireUsage | None = None
     error: Any = None
@@ -63,14 +63,15 @@ class _WireCompletionChoice(msgspec.Struct):
 
 
 class _WireCompletionChunk(msgspec.Struct):
-    id: str = ""
-    model: str = ""
+    id: str | None = None
+    model: str | None = None
     choices: list[_WireCompletionChoice] | None = None
     usage: _WireUsage | None = None
     error: Any = None
 
 
 _DONE = b"[DONE]"
+_MALFORMED = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 class StreamState:
@@ -108,6 +109,14 @@ class StreamState:
         """The output so far, as one message (the final output once the stream is done)."""
         return assistant(self.text)
 
+    def _malformed(self, payload: bytes, error: Exception) -> openai.APIError:
+        return openai.APIError(
+            message=f"the server sent a chunk that is not an OpenAI chunk ({error}): "
+            f"{payload[:200]!r}",
+            request=self.request,
+            body=None,
+        )
+
     def _note(self, chunk: _WireChatChunk | _WireCompletionChunk) -> None:
         if chunk.error is not None:
             raise _stream_error(chunk.error, self.request)
@@ -133,10 +142,13 @@ class ChatStreamState(StreamState):
         self._calls: dict[int, list[str]] = {}
 
     def consume(self, payload: bytes) -> MessageChunk | None:
-        if payload == _DONE:
+        if payload.startswith(_DONE):
             self.done = True
             return None
-        chunk = self._decode(payload)
+        try:
+            chunk = self._decode(payload)
+        except _MALFORMED as error:
+            raise self._malformed(payload, error) from error
         self._note(chunk)
         for choice in chunk.choices or ():
             if choice.index != 0:
@@ -163,18 +175,28 @@ class ChatStreamState(StreamState):
     def _add_calls(self, wire_calls: list[_WireToolCall]) -> tuple[ToolCallDelta, ...]:
         deltas = []
         for call in wire_calls:
+            index = self._index_of(call)
             function = call.function or _WireFunction()
             arguments = function.arguments or ""
-            slot = self._calls.setdefault(call.index, ["", "", ""])
+            slot = self._calls.setdefault(index, ["", "", ""])
             if call.id:
                 slot[0] = call.id
             if function.name:
                 slot[1] += function.name
             slot[2] += arguments
             deltas.append(
-                ToolCallDelta(index=call.index, id=call.id, name=function.name, arguments=arguments)
+                ToolCallDelta(index=index, id=call.id, name=function.name, arguments=arguments)
             )
         return tuple(deltas)
+
+    def _index_of(self, call: _WireToolCall) -> int:
+        """The call's index; servers that send none mark a new call by a new id."""
+        if call.index is not None:
+            return call.index
+        if not self._calls:
+            return 0
+        last = max(self._calls)
+        return last + 1 if call.id and call.id != self._calls[last][0] else last
 
     def message(self) -> BaseMessage:
         calls = tuple(
@@ -191,10 +213,13 @@ class CompletionStreamState(StreamState):
     _decode = msgspec.json.Decoder(_WireCompletionChunk).decode
 
     def consume(self, payload: bytes) -> MessageChunk | None:
-        if payload == _DONE:
+        if payload.startswith(_DONE):
             self.done = True
             return None
-        chunk = self._decode(payload)
+        try:
+            chunk = self._decode(payload)
+        except _MALFORMED as error:
+            raise self._malformed(payload, error) from error
         self._note(chunk)
         for choice in chunk.choices or ():
             if choice.index != 0:

@@ -15,6 +15,7 @@ trip. ``stream_usage=False`` turns the field off.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -22,7 +23,7 @@ from typing import Any, Self
 import httpx2
 import openai
 
-from synthora.errors import ConfigurationError, InvalidRequestError
+from synthora.errors import ConfigurationError, InvalidRequestError, ResponseError
 from synthora.events import Event, Usage
 from synthora.messages import (
     BaseMessage,
@@ -36,7 +37,7 @@ from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
 from synthora.models.request import event_params, sdk_params
 from synthora.models.streams import AsyncRunStream, RunStream
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, service_name
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, service_name
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node
 
@@ -110,7 +111,9 @@ class OpenAIChatBackend(BaseModelBackend):
             "server_address": url.host or None,
             "server_port": url.port or (443 if url.scheme == "https" else 80),
         }
-        self._secrets = (client.api_key,) if client.api_key else ()
+        for key in (client.api_key, async_client.api_key):
+            if key:
+                register_secret(key)
 
     @classmethod
     def default(
@@ -136,6 +139,11 @@ class OpenAIChatBackend(BaseModelBackend):
         `http_client` is given to the SDK client of its kind (an async client to the async one).
         """
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        if callable(api_key):
+            raise ConfigurationError(
+                "default() takes the API key as a string; for a key provider, build "
+                "openai.OpenAI/AsyncOpenAI clients yourself and pass client= and async_client="
+            )
         if not api_key:
             raise ConfigurationError(
                 f"{cls.__name__} needs an API key: pass api_key= or set OPENAI_API_KEY "
@@ -148,7 +156,7 @@ class OpenAIChatBackend(BaseModelBackend):
         }
         if timeout is not None:
             options["timeout"] = timeout
-        is_async_http = type(http_client).__name__ == "AsyncClient"
+        is_async_http = _is_async_http_client(http_client)
         sync_http = {} if http_client is None or is_async_http else {"http_client": http_client}
         async_http = {"http_client": http_client} if is_async_http else {}
         return cls(
@@ -177,11 +185,10 @@ class OpenAIChatBackend(BaseModelBackend):
             if request.start["stream"]:
                 response = self._open_stream(resource, request)
                 return RunStream(run, self._state_type(run.run_id, response.http_request), response)
-            reply = resource.create(**request.sdk)
+            message, events = self._reply_events(run, resource.create(**request.sdk))
         except BaseException as exc:
             run.emit(_request_failed(run, exc))
             raise
-        message, events = self._reply_events(run, reply)
         for event in events:
             run.emit(event)
         return message
@@ -198,11 +205,10 @@ class OpenAIChatBackend(BaseModelBackend):
                 response = await self._open_stream_async(resource, request)
                 state = self._state_type(run.run_id, response.http_request)
                 return AsyncRunStream(run, state, response)
-            reply = await resource.create(**request.sdk)
+            message, events = self._reply_events(run, await resource.create(**request.sdk))
         except BaseException as exc:
             await run.emit_async(_request_failed(run, exc))
             raise
-        message, events = self._reply_events(run, reply)
         for event in events:
             await run.emit_async(event)
         return message
@@ -237,7 +243,6 @@ class OpenAIChatBackend(BaseModelBackend):
             self.node,
             operation=self.operation,
             model=self.model_type,
-            secrets=self._secrets,
             durable_timeout=self.durable_timeout,
         )
 
@@ -285,8 +290,8 @@ class OpenAIChatBackend(BaseModelBackend):
         return sdk_params(config)
 
     def _read_reply(self, reply: Any) -> tuple[BaseMessage, str | None]:
-        choice = reply.choices[0]
-        return BaseMessage.from_openai(choice.message), choice.finish_reason
+        choice = _first_choice(reply)
+        return BaseMessage.from_openai(choice.message, role="assistant"), choice.finish_reason
 
     def _reply_events(self, run: Run, reply: Any) -> tuple[BaseMessage, list[Event | None]]:
         """A non-streamed reply as the events a stream would have given: one token, then end."""
@@ -348,8 +353,22 @@ class OpenAICompletionBackend(OpenAIChatBackend):
         return params
 
     def _read_reply(self, reply: Any) -> tuple[BaseMessage, str | None]:
-        choice = reply.choices[0]
+        choice = _first_choice(reply)
         return assistant(choice.text or ""), choice.finish_reason
+
+
+def _first_choice(reply: Any) -> Any:
+    if not reply.choices:
+        raise ResponseError(f"the server's reply {reply.id!r} has no choices")
+    return reply.choices[0]
+
+
+def _is_async_http_client(client: Any) -> bool:
+    async_types: tuple[type, ...] = (httpx2.AsyncClient,)
+    legacy = sys.modules.get("httpx")
+    if legacy is not None:
+        async_types += (legacy.AsyncClient,)
+    return isinstance(client, async_types)
 
 
 def _request_failed(run: Run, exc: BaseException) -> Event | None:

@@ -21,35 +21,35 @@ from typing import Any
 
 from openai.lib._parsing._completions import type_to_response_format_param
 
+from synthora.runs import scrub
+
 __all__ = ["REDACTED", "event_params", "is_secret_key", "sdk_params"]
 
 REDACTED = "[REDACTED]"
 
-_SECRET_KEYS = frozenset(
-    {
-        "api_key",
-        "api-key",
-        "x-api-key",
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "password",
-        "secret",
-        "client_secret",
-        "access_token",
-        "refresh_token",
-    }
-)
+_SECRET_WORDS = ("secret", "password", "passwd", "auth", "cookie", "signature", "credential")
+_NOT_SECRET = frozenset({"prompt_cache_key", "idempotency_key"})
 
 # Parameters that choose how Synthora calls the API, never forwarded as request fields.
 _NOT_REQUEST_FIELDS = frozenset({"model", "messages", "prompt", "stream"})
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether a parameter or header name holds a credential."""
-    lowered = key.lower()
-    return lowered in _SECRET_KEYS or lowered.endswith(("_api_key", "-api-key", "_token_secret"))
+    """Whether a parameter, header or query name looks like it holds a credential.
+
+    Broad on purpose (``X-Auth-Token``, ``Ocp-Apim-Subscription-Key``, ``key``), but
+    ``max_tokens`` and friends are counts, not tokens of authentication.
+    """
+    name = key.lower().replace("-", "_")
+    if name in _NOT_SECRET:
+        return False
+    return (
+        any(word in name for word in _SECRET_WORDS)
+        or "api_key" in name
+        or "apikey" in name
+        or name in ("key", "token")
+        or name.endswith(("_key", "_token"))
+    )
 
 
 def sdk_params(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,9 @@ def _safe(key: object, value: Any) -> Any:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return {"$type": "enum", "class": _qualname(type(value)), "value": _jsonable(value.value)}
-    if value is None or isinstance(value, str | bool | int | float):
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
         return {str(k): _safe(k, v) for k, v in value.items()}

@@ -8,19 +8,24 @@ retries the request and maps HTTP errors), then split by `SSEDecoder` and decode
 * the server's error, a broken or timed-out connection: ``error`` with the partial output, then
   the SDK's own exception (`openai.APIError`, `openai.APIConnectionError`,
   `openai.APITimeoutError`) reaches the consumer;
-* closed early (``close()``/``aclose()``, ``with``, ``break`` then garbage collection), or its task
-  cancelled: ``end`` with finish reason ``interrupted`` and the text seen so far.
+* closed early (``close()``/``aclose()``, ``with``, ``break`` then garbage collection, another
+  thread calling ``close()``, the interpreter exiting), or its task cancelled: ``end`` with finish
+  reason ``interrupted`` and the text seen so far.
 
-The HTTP response is released in every case. `RunStream` and `AsyncRunStream` are line-parallel:
-they differ only where one awaits.
+The closing event is claimed before any I/O, so nothing (a cancellation, a read failing because
+another thread closed the response) can report the run twice or not at all; once claimed, no
+token follows. The HTTP response is released in every case. `RunStream` and `AsyncRunStream` are
+line-parallel: they differ only where one awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import ssl
 import sys
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
@@ -42,6 +47,7 @@ __all__ = ["AsyncRunStream", "RunStream"]
 logger = logging.getLogger("synthora")
 
 _pending_closes: set[asyncio.Task[None]] = set()
+_open_streams: weakref.WeakSet[_StreamCore] = weakref.WeakSet()
 
 
 class _StreamCore:
@@ -55,6 +61,7 @@ class _StreamCore:
         self._decoder = SSEDecoder()
         self._payloads: deque[bytes] = deque()
         self._eof = False
+        _open_streams.add(self)
 
     @property
     def run_id(self) -> str:
@@ -112,6 +119,13 @@ class _StreamCore:
             return self._run.close_with_error(exc, "stream", self._state.message())
         return self._run.close_interrupted(self._state.message())
 
+    def _interrupted(self) -> Any:
+        return self._run.close_interrupted(self._state.message())
+
+    def _abandon_at_exit(self) -> None:
+        """Report a stream nobody closed before the interpreter exits (no loop to await on)."""
+        self._run.emit(self._interrupted())
+
 
 class RunStream(_StreamCore, Iterator[MessageChunk]):
     """The iterator a streamed ``run()`` returns; also a context manager."""
@@ -126,31 +140,45 @@ class RunStream(_StreamCore, Iterator[MessageChunk]):
     def __next__(self) -> MessageChunk:
         run = self._run
         try:
-            while True:
+            while not run.closed:
                 chunk = self._next_chunk()
                 if chunk is not None:
                     run.emit(run.token(chunk))
                     return chunk
-                if self._exhausted() or run.closed:
+                if self._exhausted():
+                    event = self._end()
+                    self._response.close()
+                    run.emit(event)
                     break
-                try:
-                    self._feed(next(self._reads))
-                except StopIteration:
-                    self._feed_eof()
-                except Exception as exc:
-                    _raise_as_sdk_error(exc, self._response.http_request)
+                self._read()
         except BaseException as exc:
+            if run.closed and isinstance(exc, Exception):
+                raise StopIteration from None  # closed meanwhile, e.g. from another thread
+            event = self._closing_event(exc)
             self._response.close()
-            run.emit(self._closing_event(exc))
+            run.emit(event)
             raise
-        self._response.close()
-        run.emit(self._end())
         raise StopIteration
 
+    def _read(self) -> None:
+        try:
+            self._feed(next(self._reads))
+        except StopIteration:
+            self._feed_eof()
+        except Exception as exc:
+            _raise_as_sdk_error(exc, self._response.http_request)
+
     def close(self) -> None:
-        """Stop reading: the run ends as ``interrupted`` unless it had already ended."""
+        """Stop reading: the run ends as ``interrupted`` unless it had already ended.
+
+        Safe from another thread than the consumer's, which then stops without an error.
+        """
+        event = self._interrupted()
         self._response.close()
-        self._run.emit(self._run.close_interrupted(self._state.message()))
+        self._run.emit(event)
+
+    def _abandon_at_exit(self) -> None:
+        self.close()
 
     def __enter__(self) -> Self:
         return self
@@ -184,31 +212,40 @@ class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
     async def __anext__(self) -> MessageChunk:
         run = self._run
         try:
-            while True:
+            while not run.closed:
                 chunk = self._next_chunk()
                 if chunk is not None:
                     await run.emit_async(run.token(chunk))
                     return chunk
-                if self._exhausted() or run.closed:
+                if self._exhausted():
+                    await self._finish(self._end())
                     break
-                try:
-                    self._feed(await anext(self._reads))
-                except StopAsyncIteration:
-                    self._feed_eof()
-                except Exception as exc:
-                    _raise_as_sdk_error(exc, self._response.http_request)
+                await self._read()
         except BaseException as exc:
-            await self._response.close()
-            await run.emit_async(self._closing_event(exc))
+            if run.closed and isinstance(exc, Exception):
+                raise StopAsyncIteration from None  # closed meanwhile, e.g. by aclose()
+            await self._finish(self._closing_event(exc))
             raise
-        await self._response.close()
-        await run.emit_async(self._end())
         raise StopAsyncIteration
+
+    async def _read(self) -> None:
+        try:
+            self._feed(await anext(self._reads))
+        except StopAsyncIteration:
+            self._feed_eof()
+        except Exception as exc:
+            _raise_as_sdk_error(exc, self._response.http_request)
+
+    async def _finish(self, event: Any) -> None:
+        """Release the response, then report `event`, even if cancelled while releasing."""
+        try:
+            await self._response.close()
+        finally:
+            await self._run.emit_async(event)
 
     async def aclose(self) -> None:
         """Stop reading: the run ends as ``interrupted`` unless it had already ended."""
-        await self._response.close()
-        await self._run.emit_async(self._run.close_interrupted(self._state.message()))
+        await self._finish(self._interrupted())
 
     async def __aenter__(self) -> Self:
         return self
@@ -222,17 +259,39 @@ class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
         await self.aclose()
 
     def __del__(self) -> None:
-        """Abandoned without ``aclose()``: close it on the running loop, or report it now."""
+        """Abandoned without ``aclose()``: close it on the running loop, or report it now.
+
+        The closing event is claimed here, synchronously; if the loop cancels the closing task
+        (``asyncio.run`` ending) before it reports, its done-callback reports instead.
+        """
         if not hasattr(self, "_response") or self._run.closed:
             return
+        run, event = self._run, self._interrupted()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._run.emit(self._run.close_interrupted(self._state.message()))
+            run.emit(event)
             return
-        task = loop.create_task(self.aclose())
+        task = loop.create_task(self._finish(event))
         _pending_closes.add(task)
-        task.add_done_callback(_pending_closes.discard)
+
+        def settled(task: asyncio.Task[None]) -> None:
+            _pending_closes.discard(task)
+            if task.cancelled():
+                run.emit(event)
+
+        task.add_done_callback(settled)
+
+
+@atexit.register
+def close_abandoned_streams() -> None:
+    """Report every stream still open, as interrupted; subscribers still listen at this point."""
+    for stream in list(_open_streams):
+        if not stream.closed:
+            try:
+                stream._abandon_at_exit()
+            except Exception:
+                logger.exception("synthora: closing stream of run %s at exit", stream.run_id)
 
 
 def _raise_as_sdk_error(exc: Exception, request: httpx2.Request) -> NoReturn:

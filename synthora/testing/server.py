@@ -108,6 +108,10 @@ class Behaviour:
     split_events: bool = False
     # Defaults to "chatcmpl-" / "cmpl-"; the id ends with the server's request number.
     id_prefix: str = ""
+    # Answer with exactly these body pieces instead of a generated reply, one HTTP chunk each:
+    # SSE bytes for a streamed request (no [DONE] is added), a JSON document for a plain one.
+    # For wire-level tests and for replaying what a real server was captured sending.
+    raw: tuple[bytes, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -423,6 +427,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(behaviour.reject_stream_options, error)
             return
 
+        if behaviour.raw is not None:
+            if body.get("stream") is True:
+                self._stream(list(behaviour.raw), True, behaviour, done=False)
+            else:
+                self._send_bytes(200, b"".join(behaviour.raw))
+            return
         answer = _answer(kind, body, behaviour)
         prefix = behaviour.id_prefix or ("chatcmpl-" if kind == "chat" else "cmpl-")
         envelope = {"id": f"{prefix}{number}", "created": int(time.time()), "model": model}
@@ -437,7 +447,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send_bytes(status, json.dumps(payload).encode())
+
+    def _send_bytes(self, status: int, data: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -445,7 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, events: list[bytes], clean: bool, behaviour: Behaviour) -> None:
+    def _stream(
+        self, events: list[bytes], clean: bool, behaviour: Behaviour, *, done: bool = True
+    ) -> None:
         owner = self.server.owner
         owner._stream_started()
         try:
@@ -464,7 +478,8 @@ class _Handler(BaseHTTPRequestHandler):
                 # Closing without the zero-length chunk is what a crashed upstream looks like.
                 self.close_connection = True
                 return
-            self._write_event(_frame_event(b"[DONE]", behaviour), behaviour.split_events)
+            if done:
+                self._write_event(_frame_event(b"[DONE]", behaviour), behaviour.split_events)
             self.wfile.write(b"0\r\n\r\n")
         except _CLIENT_GONE:
             self.close_connection = True
