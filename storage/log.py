@@ -34,6 +34,7 @@ from sqlalchemy import Select, exc, or_, select
 from synthora import bus
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
 from synthora.messages import BaseMessage
+from synthora.models.streams import close_abandoned_streams
 from synthora.storage.codec import events_from_row, without_content
 from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError
@@ -383,6 +384,8 @@ _open_logs: weakref.WeakSet[EventLog] = weakref.WeakSet()
 
 @atexit.register
 def _close_open_logs() -> None:
+    """At exit: first report streams nobody closed (so their end is stored), then flush."""
+    close_abandoned_streams()
     for log in list(_open_logs):
         log.close()
 

@@ -125,6 +125,13 @@ def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema of the test PostgreSQL (skipped, saying how to enable it, if none)."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
 def log(log_url: str) -> Iterator[EventLog]:
     """An event log attached to the bus for the test."""
     with EventLog(log_url) as event_log:
