@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -43,13 +44,17 @@ def make_engines(url: str, durability: Durability) -> tuple[Engine, Engine]:
     if durability not in ("normal", "full"):
         raise StorageError(f"durability must be 'normal' or 'full', not {durability!r}")
     serializer = json_serializer(parsed.get_backend_name())
+    options: dict[str, Any] = {
+        "json_serializer": serializer,
+        "json_deserializer": msgspec.json.decode,
+    }
     try:
         if parsed.get_backend_name() != "sqlite":
-            engine = create_engine(parsed, json_serializer=serializer, pool_pre_ping=True)
+            engine = create_engine(parsed, pool_pre_ping=True, **options)
             return engine, engine
         _check_sqlite_path(parsed)
-        writer = create_engine(parsed, json_serializer=serializer)
-        reader = create_engine(parsed, json_serializer=serializer)
+        writer = create_engine(parsed, **options)
+        reader = create_engine(parsed, **options)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         raise StorageError(f"cannot use the event log at {safe_url(parsed)}: {exc}") from exc
     synchronous = "FULL" if durability == "full" else "NORMAL"
