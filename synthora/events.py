@@ -33,14 +33,14 @@ Operation = Literal["chat", "text_completion", "invoke_agent", "execute_tool"]
 ErrorStage = Literal["request", "stream", "scope"]
 
 
-class Usage(msgspec.Struct, frozen=True, kw_only=True):
+class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Token counts as the server reported them; a count the server did not give stays None."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
 
 
-class _Envelope(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+class _Envelope(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):
     """The fields every event carries; ``(run_id, seq)`` is an event's identity."""
 
     kind: ClassVar[str]
@@ -58,7 +58,7 @@ class _Envelope(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
         return result
 
 
-class StartEvent(_Envelope, frozen=True, kw_only=True, tag="start"):
+class StartEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="start"):
     """A run began: what was asked, of which model, by whom. Secrets are already removed."""
 
     kind: ClassVar[str] = "start"
@@ -74,7 +74,7 @@ class StartEvent(_Envelope, frozen=True, kw_only=True, tag="start"):
     server_port: int | None = None
 
 
-class TokenEvent(_Envelope, frozen=True, kw_only=True, tag="token"):
+class TokenEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="token"):
     """A piece of output: a text delta and/or tool-call deltas; `index` counts from 0."""
 
     kind: ClassVar[str] = "token"
@@ -83,7 +83,7 @@ class TokenEvent(_Envelope, frozen=True, kw_only=True, tag="token"):
     tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
-class EndEvent(_Envelope, frozen=True, kw_only=True, tag="end"):
+class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early."""
 
     kind: ClassVar[str] = "end"
@@ -96,7 +96,7 @@ class EndEvent(_Envelope, frozen=True, kw_only=True, tag="end"):
     time_to_first_token_s: float | None = None
 
 
-class ErrorEvent(_Envelope, frozen=True, kw_only=True, tag="error"):
+class ErrorEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="error"):
     """The run failed; the caller received the original exception."""
 
     kind: ClassVar[str] = "error"

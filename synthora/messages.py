@@ -30,7 +30,7 @@ __all__ = [
 _ROLES = frozenset(role.value for role in MessageRole)
 
 
-class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+class ToolCall(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A complete function call requested by the model; `arguments` is the model's JSON text."""
 
     id: str
@@ -46,7 +46,7 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
-class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ToolCallDelta(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """One streamed piece of a tool call; pieces with the same `index` add up to a `ToolCall`."""
 
     index: int
@@ -55,7 +55,7 @@ class ToolCallDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     arguments: str = ""
 
 
-class BaseMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class BaseMessage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """One message of a conversation, in the OpenAI chat format.
 
     `content` is text, or a list of OpenAI content parts (text, images) kept as given.
@@ -126,7 +126,7 @@ def _tool_call(call: Mapping[str, Any]) -> ToolCall:
     )
 
 
-class MessageChunk(BaseMessage, frozen=True, kw_only=True, omit_defaults=True):
+class MessageChunk(BaseMessage, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """What a streamed run yields: `delta` is new, `content` is all the text so far."""
 
     role: MessageRole = MessageRole.ASSISTANT

@@ -16,7 +16,7 @@ from synthora.types.enums import NodeType
 __all__ = ["Node"]
 
 
-class Node(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Node(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """A participant of a conversation: an agent, a tool, a model backend.
 
     Nodes compare by value, so two `Node(name="planner", type=NodeType.AGENT)` built in different
