@@ -1,9 +1,10 @@
 """A child process for the storage tests: streamed runs against the test server, into a log.
 
-usage: python tests/storage_worker.py runs|crash DB_URL BASE_URL COUNT
+usage: python tests/storage_worker.py runs|crash|abandon DB_URL BASE_URL COUNT
 ``runs`` does COUNT streamed runs and exits; ``crash`` does COUNT runs, printing ``done RUN_ID``
 after each returns, then starts a slow run, prints ``streaming RUN_ID`` once its first chunk is
-committed, and waits to be killed.
+committed, and waits to be killed; ``abandon`` does the same but then simply exits, leaving the
+stream and the log open for the interpreter's exit to deal with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 from synthora import OpenAIChatBackend
 from synthora.storage import EventLog
 
+_STILL_OPEN: list[object] = []
+
 
 def main(mode: str, db_url: str, base_url: str, count: int) -> None:
     log = EventLog(db_url).attach()
@@ -23,9 +26,9 @@ def main(mode: str, db_url: str, base_url: str, count: int) -> None:
     for i in range(count):
         stream = backend.run(f"process {os.getpid()} run {i}")
         list(stream)
-        if mode == "crash":
+        if mode != "runs":
             print(f"done {stream.run_id}", flush=True)
-    if mode == "crash":
+    if mode != "runs":
         slow = OpenAIChatBackend.default(
             "slow-crash", api_key="worker-key", base_url=base_url, stream=True, max_retries=0
         )
@@ -33,6 +36,9 @@ def main(mode: str, db_url: str, base_url: str, count: int) -> None:
         next(stream)
         log.flush()
         print(f"streaming {stream.run_id}", flush=True)
+        if mode == "abandon":
+            _STILL_OPEN.append(stream)  # alive until the interpreter exits, as a global would be
+            return
         sys.stdin.read()
     log.close()
 

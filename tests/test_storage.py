@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
+import sqlite3
 import threading
 from collections import defaultdict
+from contextlib import contextmanager
 
 import msgspec
 import openai
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 from support import API_KEY
-from synthora import Node, NodeType, OpenAIChatBackend, OpenAICompletionBackend, scope, user
+from synthora import Node, NodeType, OpenAIChatBackend, OpenAICompletionBackend, bus, scope, user
 from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.storage import EventLog, RunNotFoundError, SchemaVersionError, StorageError
 from synthora.storage.codec import batch_rows
@@ -337,3 +339,65 @@ def test_stored_token_events_keep_their_timing(log, make_backend):
     tokens = [e for e in stored if isinstance(e, TokenEvent)]
     assert [t.ts for t in tokens] == [e.ts for e in captured if isinstance(e, TokenEvent)]
     assert [t.index for t in tokens] == list(range(20))
+
+
+# -- a full queue -----------------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_write_lock(url: str):
+    """Another connection holds SQLite's write lock, so the log's writer has to wait."""
+    blocker = sqlite3.connect(make_url(url).database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def events_of_one_run(count: int) -> list[Event]:
+    node = Node(name="m", type=NodeType.MODEL)
+    start = StartEvent(run_id="full-queue", seq=0, ts=1, node=node, operation="chat")
+    tokens = [
+        TokenEvent(run_id="full-queue", seq=i + 1, ts=2 + i, node=node, index=i, text="x")
+        for i in range(count)
+    ]
+    return [start, *tokens]
+
+
+def emit(events: list[Event]) -> None:
+    for event in events:
+        signal = bus.on_token if event.kind == "token" else bus.on_start
+        bus.dispatch(signal, None, event=event)
+
+
+def test_full_queue_waits_and_loses_nothing(tmp_path):
+    """With the writer stuck, a full queue makes the emitting thread wait; nothing is lost."""
+    url = f"sqlite:///{tmp_path / 'wait.db'}"
+    events = events_of_one_run(200)
+    with EventLog(url, max_queue=50, flush_interval=0.01) as log:
+        log.attach()
+        with sqlite_write_lock(url):
+            emitter = threading.Thread(target=emit, args=(events,))
+            emitter.start()
+            emitter.join(timeout=0.5)
+            assert emitter.is_alive(), "the emitter should be waiting for room"
+        emitter.join(timeout=30)
+        assert log.flush(timeout=30)
+        assert list(log.events("full-queue")) == events
+        assert log.dropped == 0
+
+
+def test_full_queue_can_drop_and_count(tmp_path):
+    """With on_full="drop", a full queue drops events and counts them instead of waiting."""
+    url = f"sqlite:///{tmp_path / 'drop.db'}"
+    events = events_of_one_run(500)
+    with EventLog(url, max_queue=50, on_full="drop", flush_interval=0.01) as log:
+        log.attach()
+        with sqlite_write_lock(url):
+            emit(events)
+        assert log.flush(timeout=30)
+        stored = list(log.events("full-queue"))
+        assert log.dropped > 0
+        assert len(stored) + log.dropped == len(events)

@@ -22,7 +22,7 @@ WORKER = Path(__file__).with_name("storage_worker.py")
 
 def worker(mode: str, db_url: str, base_url: str, count: int) -> subprocess.Popen[str]:
     """A worker process; use it in a `with` block so its pipes are closed."""
-    talks = mode == "crash"
+    talks = mode != "runs"
     return subprocess.Popen(
         [sys.executable, str(WORKER), mode, db_url, base_url, str(count)],
         stdin=subprocess.PIPE if talks else subprocess.DEVNULL,
@@ -42,8 +42,7 @@ def assert_complete(log: EventLog, run_id: str) -> None:
 
 
 def test_four_processes_write_one_log(log_url, server):
-    """4 processes streaming into the same database: every run stored once, whole, in order."""
-    EventLog(log_url).close()  # created up front, as a deployment would
+    """4 processes creating and streaming into one new database: every run stored once, whole."""
     processes = [worker("runs", log_url, server.base_url, 15) for _ in range(4)]
     for process in processes:
         with process:
@@ -82,6 +81,21 @@ def test_killed_mid_stream(log_url, server):
         assert cut.status == "running"
         assert cut.ended_at is None
         assert next(log.events(in_flight)).kind == "start"
+
+
+def test_stream_abandoned_at_exit_is_stored_as_interrupted(log_url, server):
+    """A process that exits with a stream half-read and its log open: the run is stored as
+    interrupted, because streams are reported before the log's last flush."""
+    server.behave("slow-crash", Behaviour(n_tokens=1000, delay_s=0.01))
+    with worker("abandon", log_url, server.base_url, 1) as child:
+        assert child.stdout is not None
+        lines = child.stdout.read().split()
+        assert child.wait(timeout=30) == 0
+    in_flight = lines[lines.index("streaming") + 1]
+    with EventLog(log_url) as log:
+        summary = log.run(in_flight)
+        assert summary.status == "interrupted"
+        assert next(reversed(list(log.events(in_flight)))).kind == "end"
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, Python 3.12+
