@@ -1,6 +1,7 @@
 """Turning tracing on: `configure()` for "just trace my runs", `instrument()` for your providers.
 
-`configure()` reads the standard variables (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+`configure()` sets up traces, metrics and logs (content events, when asked for). It reads the
+standard variables (``OTEL_EXPORTER_OTLP_ENDPOINT``,
 ``OTEL_EXPORTER_OTLP_PROTOCOL`` ``http/protobuf`` (default) or ``grpc``, ``OTEL_SERVICE_NAME``,
 ``OTEL_SDK_DISABLED``), reuses the global providers when the application already set some, and
 otherwise installs its own with batch export over OTLP. Export is bounded: one attempt waits at
@@ -15,7 +16,9 @@ import logging
 import os
 import threading
 
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider as SDKLoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -31,6 +34,7 @@ __all__ = ["configure", "instrument", "uninstrument"]
 logger = logging.getLogger("synthora.telemetry")
 
 EXPORT_TIMEOUT_S = 2.0
+Provider = SDKTracerProvider | SDKMeterProvider | SDKLoggerProvider
 _lock = threading.Lock()
 _subscriber: SpanSubscriber | None = None
 _configured = False
@@ -39,6 +43,7 @@ _configured = False
 def instrument(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    logger_provider: _logs.LoggerProvider | None = None,
     *,
     capture: CaptureMode | None = None,
     max_content_chars: int = DEFAULT_MAX_CHARS,
@@ -46,14 +51,19 @@ def instrument(
     """Trace every run on the bus with the given providers (the global ones by default).
 
     Calling it again replaces the previous instrumentation. `capture` overrides
-    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``; content events go to the
+    `logger_provider`.
     """
     global _subscriber  # noqa: PLW0603 - one instrumentation per process, guarded by its lock
     with _lock:
         if _subscriber is not None:
             _subscriber.disconnect()
         _subscriber = SpanSubscriber(
-            tracer_provider, meter_provider, capture=capture, max_content_chars=max_content_chars
+            tracer_provider,
+            meter_provider,
+            logger_provider,
+            capture=capture,
+            max_content_chars=max_content_chars,
         )
         _subscriber.connect()
 
@@ -79,7 +89,7 @@ def configure() -> None:
     resource = Resource.create(
         {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name()}
     )
-    owned: list[SDKTracerProvider | SDKMeterProvider] = []
+    owned: list[Provider] = []
     tracer_provider = trace.get_tracer_provider()
     if not isinstance(tracer_provider, SDKTracerProvider):
         tracer_provider = SDKTracerProvider(resource=resource, shutdown_on_exit=False)
@@ -102,7 +112,15 @@ def configure() -> None:
         )
         metrics.set_meter_provider(meter_provider)
         owned.append(meter_provider)
-    instrument(tracer_provider, meter_provider)
+    logger_provider = _logs.get_logger_provider()
+    if not isinstance(logger_provider, SDKLoggerProvider):
+        logger_provider = SDKLoggerProvider(resource=resource, shutdown_on_exit=False)
+        logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(_log_exporter(), export_timeout_millis=EXPORT_TIMEOUT_S * 1000)
+        )
+        _logs.set_logger_provider(logger_provider)
+        owned.append(logger_provider)
+    instrument(tracer_provider, meter_provider, logger_provider)
     if owned:
         atexit.register(_shut_down, owned)
 
@@ -147,7 +165,21 @@ def _metric_exporter() -> MetricExporter:
     return HttpMetricExporter(timeout=EXPORT_TIMEOUT_S)
 
 
-def _shut_down(providers: list[SDKTracerProvider | SDKMeterProvider]) -> None:
+def _log_exporter() -> LogRecordExporter:
+    if _protocol("LOGS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (  # noqa: PLC0415
+            OTLPLogExporter as GrpcLogExporter,
+        )
+
+        return GrpcLogExporter(timeout=EXPORT_TIMEOUT_S)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # noqa: PLC0415
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    return HttpLogExporter(timeout=EXPORT_TIMEOUT_S)
+
+
+def _shut_down(providers: list[Provider]) -> None:
     """Flush and stop our providers, giving up after `EXPORT_TIMEOUT_S` in all."""
 
     def shut_down() -> None:

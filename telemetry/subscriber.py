@@ -7,6 +7,10 @@ scope's span, or else of whatever span is current in the caller's context, and i
 current itself: a stream held open by the caller must not become the parent of unrelated spans.
 It ends with the run's end or error event, at that event's timestamp.
 
+With ``EVENT_ONLY`` / ``SPAN_AND_EVENT`` content capture, a model run's conversation also goes
+out as one ``gen_ai.client.inference.operation.details`` log record (an OpenTelemetry event),
+emitted in the run span's context when the run ends.
+
 Nothing happens per token. The number of chunks a run streamed is its end event's ``seq`` minus
 one (only tokens lie between start and end), so ``time_per_output_chunk`` is recorded once per
 run, as the mean gap between chunks.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from synthora import __version__, bus
@@ -33,12 +37,13 @@ _SCOPES = {"invoke_agent": sc.GEN_AI_AGENT_NAME, "execute_tool": sc.GEN_AI_TOOL_
 class _OpenRun:
     """A run whose span is open: the span and what its metrics are keyed by."""
 
-    __slots__ = ("metric_attributes", "span", "stream")
+    __slots__ = ("content", "metric_attributes", "span", "stream")
 
     def __init__(self, span: Span) -> None:
         self.span = span
         self.metric_attributes: dict[str, Any] = {}
         self.stream = False
+        self.content: dict[str, str] = {}
 
 
 class SpanSubscriber:
@@ -48,11 +53,13 @@ class SpanSubscriber:
         self,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: _logs.LoggerProvider | None = None,
         *,
         capture: CaptureMode | None = None,
         max_content_chars: int = 65_536,
     ) -> None:
         self._tracer = trace.get_tracer("synthora", __version__, tracer_provider)
+        self._events = _logs.get_logger("synthora", __version__, logger_provider)
         meter = metrics.get_meter("synthora", __version__, meter_provider)
         self._duration = meter.create_histogram(
             sc.METRIC_OPERATION_DURATION,
@@ -154,11 +161,13 @@ class SpanSubscriber:
             )
             if key in attributes
         }
-        if self._capture & CaptureMode.SPAN_ONLY:
+        if self._capture:
             system, messages = input_content(event)
-            attributes[sc.GEN_AI_INPUT_MESSAGES] = capped_json(messages, self._max_content)
+            run.content[sc.GEN_AI_INPUT_MESSAGES] = capped_json(messages, self._max_content)
             if system:
-                attributes[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = capped_json(system, self._max_content)
+                run.content[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = capped_json(system, self._max_content)
+            if self._capture & CaptureMode.SPAN_ONLY:
+                attributes.update(run.content)
         run.span.set_attributes(attributes)
 
     def _on_end(self, sender: Any, /, *, event: EndEvent, replayed: bool = False, **_: Any) -> None:
@@ -170,11 +179,14 @@ class SpanSubscriber:
             span.set_attribute(sc.SYNTHORA_INTERRUPTED, True)
         if run.metric_attributes:
             attributes = _response_attributes(event)
-            if self._capture & CaptureMode.SPAN_ONLY:
+            if self._capture:
                 output = output_content(event.output, event.finish_reason)
-                attributes[sc.GEN_AI_OUTPUT_MESSAGES] = capped_json(output, self._max_content)
+                run.content[sc.GEN_AI_OUTPUT_MESSAGES] = capped_json(output, self._max_content)
+                if self._capture & CaptureMode.SPAN_ONLY:
+                    attributes[sc.GEN_AI_OUTPUT_MESSAGES] = run.content[sc.GEN_AI_OUTPUT_MESSAGES]
             span.set_attributes(attributes)
             self._record_metrics(run, event)
+            self._emit_content(run, event.ts)
         span.end(end_time=event.ts)
 
     def _on_error(
@@ -194,7 +206,18 @@ class SpanSubscriber:
         if run.metric_attributes:
             attributes = {**run.metric_attributes, sc.ERROR_TYPE: event.error_type}
             self._duration.record(event.duration_s, attributes)
+            self._emit_content(run, event.ts)
         span.end(end_time=event.ts)
+
+    def _emit_content(self, run: _OpenRun, ts: int) -> None:
+        if not self._capture & CaptureMode.EVENT_ONLY or not run.content:
+            return
+        self._events.emit(
+            timestamp=ts,
+            context=trace.set_span_in_context(run.span),
+            event_name=sc.EVENT_OPERATION_DETAILS,
+            attributes={**run.metric_attributes, **run.content},
+        )
 
     def _record_metrics(self, run: _OpenRun, event: EndEvent) -> None:
         attributes = dict(run.metric_attributes)

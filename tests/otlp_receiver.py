@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -29,6 +30,14 @@ class ReceivedSpan:
     resource: dict[str, Any]
     start_ns: int
     end_ns: int
+
+
+@dataclass
+class ReceivedLog:
+    event_name: str
+    attributes: dict[str, Any]
+    trace_id: str
+    span_id: str
 
 
 @dataclass
@@ -60,6 +69,7 @@ class Received:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.points: list[ReceivedPoint] = []
+        self.logs: list[ReceivedLog] = []
         self._cond = threading.Condition()
 
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
@@ -86,6 +96,22 @@ class Received:
                     )
         with self._cond:
             self.spans.extend(found)
+            self._cond.notify_all()
+
+    def add_logs(self, request: logs_service_pb2.ExportLogsServiceRequest) -> None:
+        found = [
+            ReceivedLog(
+                event_name=record.event_name,
+                attributes=attributes_of(record.attributes),
+                trace_id=record.trace_id.hex(),
+                span_id=record.span_id.hex(),
+            )
+            for resource_logs in request.resource_logs
+            for scope_logs in resource_logs.scope_logs
+            for record in scope_logs.log_records
+        ]
+        with self._cond:
+            self.logs.extend(found)
             self._cond.notify_all()
 
     def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
@@ -129,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
             request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
             received.add_traces(request)
             reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        elif self.path == "/v1/logs":
+            received.add_logs(logs_service_pb2.ExportLogsServiceRequest.FromString(body))
+            reply = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
         elif self.path == "/v1/metrics":
             received.add_metrics(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
             reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
@@ -174,6 +203,7 @@ class OTLPReceiver:
     def reset(self) -> None:
         self.received.spans.clear()
         self.received.points.clear()
+        self.received.logs.clear()
 
     def close(self) -> None:
         self._http.shutdown()

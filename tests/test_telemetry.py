@@ -16,8 +16,11 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -61,7 +64,13 @@ class Tracing:
             export_interval_millis=3_600_000,
         )
         self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
-        synthora.telemetry.instrument(self.tracer_provider, self.meter_provider, capture=capture)
+        self.logger_provider = LoggerProvider(shutdown_on_exit=False)
+        self.logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{receiver.http_endpoint}/v1/logs"))
+        )
+        synthora.telemetry.instrument(
+            self.tracer_provider, self.meter_provider, self.logger_provider, capture=capture
+        )
 
     def spans(self):
         assert self.tracer_provider.force_flush()
@@ -73,10 +82,15 @@ class Tracing:
         assert self.meter_provider.force_flush()
         return [p for p in self.receiver.received.points if p.metric == metric]
 
+    def logs(self):
+        assert self.logger_provider.force_flush()
+        return list(self.receiver.received.logs)
+
     def close(self) -> None:
         synthora.telemetry.uninstrument()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+        self.logger_provider.shutdown()
 
 
 @pytest.fixture
@@ -248,6 +262,30 @@ def test_content_only_when_asked(tracing_content, make_backend, stream):
     assert output["parts"] == [{"type": "text", "content": "You said: what is recorded?"}]
     assert output["finish_reason"] == "stop"
     assert API_KEY not in repr(span)
+
+
+def test_content_as_an_event_only(receiver, make_backend):
+    """EVENT_ONLY: the conversation goes out as one log event in the span's context, not on it."""
+    traced = Tracing(receiver, CaptureMode.EVENT_ONLY)
+    try:
+        make_backend().run("as an event")
+        (span,) = traced.spans()
+        (record,) = traced.logs()
+    finally:
+        traced.close()
+    assert "gen_ai.input.messages" not in span.attributes
+    assert record.event_name == "gen_ai.client.inference.operation.details"
+    assert (record.trace_id, record.span_id) == (span.trace_id, span.span_id)
+    (message,) = json.loads(record.attributes["gen_ai.input.messages"])
+    assert message["parts"][0]["content"] == "as an event"
+    assert "You said" in record.attributes["gen_ai.output.messages"]
+
+
+def test_no_content_means_no_event(tracing, make_backend):
+    """By default no content event is sent at all."""
+    make_backend().run("quiet")
+    tracing.spans()
+    assert tracing.logs() == []
 
 
 def test_content_is_capped_and_stays_json():
