@@ -15,6 +15,7 @@ refuses) is isolated row by row after a few attempts, so one bad row can never b
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, exc, text
+from sqlalchemy import Connection, Engine, Executable, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from synthora.events import Event
@@ -217,22 +218,30 @@ class Writer:
 def write(connection: Connection, rows: RunRows) -> None:
     """One batch, one transaction: the events, then the runs projection. Idempotent."""
     dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert_events, insert_runs, close_runs = _statements(dialect)
     if dialect == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
     if rows.events:
-        connection.execute(insert(events).on_conflict_do_nothing(), rows.events)
+        connection.execute(insert_events, rows.events)
     if rows.started:
-        connection.execute(insert(runs).on_conflict_do_nothing(), rows.started)
+        connection.execute(insert_runs, rows.started)
     if rows.ended:
-        upsert = insert(runs)
-        connection.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[runs.c.run_id],
-                set_={name: upsert.excluded[name] for name in CLOSING_COLUMNS},
-            ),
-            rows.ended,
-        )
+        connection.execute(close_runs, rows.ended)
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Executable, Executable, Executable]:
+    """The three write statements, built once: building an upsert costs more than running it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(runs)
+    return (
+        insert(events).on_conflict_do_nothing(),
+        insert(runs).on_conflict_do_nothing(),
+        upsert.on_conflict_do_update(
+            index_elements=[runs.c.run_id],
+            set_={name: upsert.excluded[name] for name in CLOSING_COLUMNS},
+        ),
+    )
 
 
 def _single_rows(rows: RunRows) -> Sequence[RunRows]:
