@@ -1,0 +1,189 @@
+"""The synthora command line, on a log of real runs; and its Jaeger lookup, on a stand-in."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import openai
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import synthora.telemetry
+from synthora.cli import main
+from synthora.storage import EventLog
+from synthora.testing.server import Behaviour
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = main(list(argv), out=out)
+    return status, out.getvalue()
+
+
+@pytest.fixture
+def stored(log_url, make_backend):
+    """A log holding an ok run, a failed run and a streamed run."""
+    with EventLog(log_url) as log:
+        log.attach()
+        make_backend().run("first question")
+        with pytest.raises(openai.RateLimitError):
+            make_backend(behaviour=Behaviour(status=429, error_message="slow down")).run("again")
+    return log_url
+
+
+def test_runs_table_and_filters(stored):
+    """`runs` lists every run newest first; --errors-only and --status filter them."""
+    status, out = cli("--db", stored, "runs")
+    assert status == 0
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["RUN", "STARTED", "(UTC)"]
+    assert [row.split()[3] for row in rows] == ["error", "ok"]
+    status, out = cli("--db", stored, "runs", "--errors-only")
+    assert len(out.splitlines()) == 2
+    assert "RateLimitError" in out
+
+
+def test_runs_as_json_lines(stored):
+    """`runs --json` writes one JSON object per run, with the summary's fields."""
+    status, out = cli("--db", stored, "runs", "--json", "--status", "ok")
+    assert status == 0
+    (line,) = out.splitlines()
+    summary = json.loads(line)
+    assert summary["status"] == "ok"
+    assert summary["output_tokens"] == 5
+    assert set(summary) >= {"run_id", "model", "node_path", "started_at", "duration_s"}
+
+
+def test_show_by_prefix(stored):
+    """`show` takes a unique prefix and prints the transcript, usage and any error."""
+    runs = [json.loads(line) for line in cli("--db", stored, "runs", "--json")[1].splitlines()]
+    failed = next(r for r in runs if r["status"] == "error")
+    ok = next(r for r in runs if r["status"] == "ok")
+    status, out = cli("--db", stored, "show", ok["run_id"][:20])
+    assert status == 0
+    assert "[user] first question" in out
+    assert "[assistant] You said: first question" in out
+    assert "usage    2 in, 5 out" in out
+    _, out = cli("--db", stored, "show", failed["run_id"])
+    assert "RateLimitError (HTTP 429) during request" in out
+
+
+def test_unknown_and_ambiguous_runs_are_one_line_errors(stored, capsys):
+    """A run id nobody has, or a prefix several share: one line on stderr, exit 1."""
+    assert cli("--db", stored, "show", "ffff")[0] == 1
+    assert cli("--db", stored, "show", "0")[0] == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "synthora: no stored run id starts with 'ffff'"
+    assert "ambiguous" in err[1]
+
+
+def test_bad_database_url_is_one_line(capsys):
+    """A database URL that is not one: one line, exit 1, no traceback."""
+    assert cli("--db", "nonsense", "runs")[0] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("synthora: not a database URL")
+
+
+def test_python_dash_m(stored):
+    """`python -m synthora` is the same command."""
+    done = subprocess.run(
+        [sys.executable, "-m", "synthora", "--db", stored, "runs", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        check=True,
+    )
+    assert len(done.stdout.splitlines()) == 2
+
+
+# -- Jaeger -----------------------------------------------------------------------------------
+
+
+class JaegerStandIn(BaseHTTPRequestHandler):
+    """Answers /api/v3/traces/{id} the way Jaeger v2's query API does."""
+
+    traces: ClassVar[dict[str, list[str]]] = {}
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        trace_id = self.path.rsplit("/", 1)[-1]
+        names = self.traces.get(trace_id)
+        if names is None:
+            body = {"error": {"httpCode": 404, "message": "trace not found"}}
+            status = 404
+        else:
+            resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "app"}}]}
+            spans = [{"traceId": trace_id, "spanId": "00f067aa0ba902b7", "name": n} for n in names]
+            body = {
+                "result": {
+                    "resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]
+                }
+            }
+            status = 200
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def jaeger():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), JaegerStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def traced_run(tmp_path, make_backend):
+    """A run stored with tracing on: (db url, run id, trace id)."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    synthora.telemetry.instrument(provider)
+    url = f"sqlite:///{tmp_path / 'traced.db'}"
+    try:
+        with EventLog(url) as log:
+            log.attach()
+            make_backend().run("traced")
+            (summary,) = log.runs()
+    finally:
+        synthora.telemetry.uninstrument()
+        provider.shutdown()
+    return url, summary.run_id, summary.trace_id
+
+
+def test_trace_found_in_jaeger(traced_run, jaeger):
+    """`trace` finds the run's trace in Jaeger and prints its UI link."""
+    url, run_id, trace_id = traced_run
+    JaegerStandIn.traces = {trace_id: ["chat m"]}
+    status, out = cli("--db", url, "trace", run_id[:13], "--jaeger", jaeger)
+    assert status == 0
+    assert f"{jaeger}/trace/{trace_id}" in out
+    assert "1 spans from app" in out
+
+
+def test_trace_not_yet_in_jaeger(traced_run, jaeger):
+    """A trace Jaeger does not know yet: said plainly, exit 1."""
+    url, run_id, _ = traced_run
+    JaegerStandIn.traces = {}
+    status, out = cli("--db", url, "trace", run_id, "--jaeger", jaeger)
+    assert status == 1
+    assert "is not in Jaeger" in out
+
+
+def test_jaeger_unreachable(traced_run, capsys):
+    """Jaeger down: one line saying so."""
+    url, run_id, _ = traced_run
+    assert cli("--db", url, "trace", run_id, "--jaeger", "http://127.0.0.1:9")[0] == 1
+    assert "not reachable" in capsys.readouterr().err
