@@ -1,9 +1,11 @@
 """A small agent conversation, fully observed, offline: the README's main job.
 
 It starts Synthora's local OpenAI-compatible server (no API key, no network), then runs a
-planner agent that streams an answer, calls a tool inside a tool scope, and answers again,
-with a callback handler printing the stream and `capture_events()` collecting every event.
-Point it at a real server with OPENAI_BASE_URL, OPENAI_API_KEY and SYNTHORA_MODEL.
+planner agent that streams an answer, calls a tool inside a tool scope, and answers again. A
+callback handler prints the stream; the event log stores every run in ./synthora.db (or
+$SYNTHORA_DB); with OTEL_EXPORTER_OTLP_ENDPOINT set (say, to the docker-compose Jaeger) every run
+is traced too. It ends by printing `synthora runs`. Point it at a real server with
+OPENAI_BASE_URL, OPENAI_API_KEY and SYNTHORA_MODEL.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import Counter
 
+import synthora.telemetry
 from synthora import (
     BaseCallBackHandler,
     Node,
@@ -24,8 +26,9 @@ from synthora import (
     tool,
     user,
 )
+from synthora.cli import main as synthora_command
 from synthora.events import EndEvent, StartEvent, TokenEvent
-from synthora.testing import capture_events
+from synthora.storage import EventLog
 from synthora.testing.server import Behaviour, OpenAICompatibleServer, ToolCallSpec
 
 PLANNER = Node(name="planner", type=NodeType.AGENT)
@@ -73,7 +76,10 @@ def converse(backend: OpenAIChatBackend) -> None:
 
 def main() -> int:
     base_url = os.environ.get("OPENAI_BASE_URL")
-    with OpenAICompatibleServer() as server:
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        synthora.telemetry.configure()
+    with OpenAICompatibleServer() as server, EventLog() as log:
+        log.attach()
         model = os.environ.get("SYNTHORA_MODEL", "synthora-demo")
         if base_url is None:
             weather = ToolCallSpec(name="get_weather", arguments='{"city": "Paris"}')
@@ -87,11 +93,9 @@ def main() -> int:
             api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"),
             base_url=base_url or server.base_url,
         )
-        with capture_events() as events:
-            converse(backend)
-    runs = Counter(e.kind for e in events)
-    print(f"\n{len({e.run_id for e in events})} runs, events: {dict(runs)}")
-    return 0
+        converse(backend)
+        print(f"\nStored in {log.url}; `synthora runs` shows the newest:\n")
+    return synthora_command(["runs", "--limit", "5"])
 
 
 if __name__ == "__main__":
