@@ -404,3 +404,23 @@ def test_start_events_carry_no_trace_when_untraced(make_backend, events):
     make_backend().run("untraced")
     assert isinstance(events[0], StartEvent)
     assert events[0].trace_id == ""
+
+
+def test_configure_over_grpc(receiver, server):
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc sends the spans over OTLP/gRPC."""
+    receiver.reset()
+    done = run_configured(
+        server.base_url, receiver.grpc_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+    )
+    assert done.returncode == 0, done.stderr
+    (span,) = receiver.received.wait_for_spans(1)
+    assert span.name == "chat configured"
+
+
+def test_sdk_disabled_exports_nothing(receiver, server):
+    """OTEL_SDK_DISABLED=true: configure() does nothing, the run works, nothing is sent."""
+    receiver.reset()
+    done = run_configured(server.base_url, receiver.http_endpoint, OTEL_SDK_DISABLED="true")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("configured run")
+    assert receiver.received.spans == []
