@@ -6,10 +6,14 @@ and ``follow`` read it back. See `synthora.storage.log`.
 
 from synthora.storage.errors import RunNotFoundError, SchemaVersionError, StorageError
 from synthora.storage.log import DEFAULT_URL, EventLog, RunSummary, Transcript
+from synthora.storage.replay import ReplayBackend, ReplayedError, ReplayMissError
 
 __all__ = [
     "DEFAULT_URL",
     "EventLog",
+    "ReplayBackend",
+    "ReplayMissError",
+    "ReplayedError",
     "RunNotFoundError",
     "RunSummary",
     "SchemaVersionError",

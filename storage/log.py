@@ -23,24 +23,24 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
 import msgspec
 from blinker import ANY
-from sqlalchemy import Select, exc, or_, select
+from sqlalchemy import Select, delete, exc, or_, select
 
 from synthora import bus
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
 from synthora.messages import BaseMessage
 from synthora.models.streams import close_abandoned_streams
-from synthora.storage.codec import events_from_row, without_content
+from synthora.storage.codec import batch_rows, events_from_row, without_content
 from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError
 from synthora.storage.migrate import upgrade
 from synthora.storage.schema import events, runs
-from synthora.storage.writer import OnFull, Writer
+from synthora.storage.writer import OnFull, Writer, write
 
 __all__ = ["DEFAULT_URL", "EventLog", "RunSummary", "Transcript"]
 
@@ -48,6 +48,13 @@ logger = logging.getLogger("synthora.storage")
 
 DEFAULT_URL = "sqlite:///synthora.db"
 _READ_BUFFER = 1000
+_WRITE_BATCH = 5000
+_SIGNALS = {
+    "start": bus.on_start,
+    "token": bus.on_token,
+    "end": bus.on_end,
+    "error": bus.on_error,
+}
 _EXIT_FLUSH_S = 5.0
 
 
@@ -353,6 +360,51 @@ class EventLog:
             tokens=tokens,
             error=closing if isinstance(closing, ErrorEvent) else None,
         )
+
+    def replay(self, run_id: str, speed: float | None = None, *, sender: Any = None) -> list[Event]:
+        """Re-emit a stored run's events on the bus, marked ``replayed=True``.
+
+        `speed` None re-emits at once; 1.0 at the recorded pace, 2.0 twice as fast. The sender
+        is the run's node (global subscribers hear it), or `sender`, e.g. a backend whose
+        handlers should hear it. The log itself does not store replayed events again.
+        """
+        stored = list(self.events(self.resolve(run_id)))
+        previous: Event | None = None
+        for event in stored:
+            if speed and previous is not None:
+                time.sleep(max(0.0, (event.ts - previous.ts) / 1e9 / speed))
+            signal = _SIGNALS[event.kind]
+            bus.dispatch(
+                signal, event.node if sender is None else sender, event=event, replayed=True
+            )
+            previous = event
+        return stored
+
+    def write(self, events: Iterable[Event]) -> None:
+        """Store `events` now, in the caller's thread (an import): idempotent, in batches."""
+        batch: list[Event] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= _WRITE_BATCH:
+                self._write_now(batch)
+                batch = []
+        if batch:
+            self._write_now(batch)
+
+    def _write_now(self, batch: list[Event]) -> None:
+        try:
+            with self._writer_engine.begin() as connection:
+                write(connection, batch_rows(self._prepare(e) for e in batch))
+        except exc.SQLAlchemyError as error:
+            raise StorageError(f"cannot write to {safe_url(self.url)}: {_reason(error)}") from error
+
+    def prune(self, before: datetime.datetime) -> int:
+        """Delete every run started before `before`, events and summary; returns how many."""
+        stale = select(runs.c.run_id).where(runs.c.started_at < before)
+        with self._writer_engine.begin() as connection:
+            connection.execute(delete(events).where(events.c.run_id.in_(stale)))
+            removed = connection.execute(delete(runs).where(runs.c.started_at < before)).rowcount
+        return int(removed or 0)
 
     def _stream(self, query: Select[Any]) -> Iterator[dict[str, Any]]:
         try:

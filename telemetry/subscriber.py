@@ -37,10 +37,11 @@ _SCOPES = {"invoke_agent": sc.GEN_AI_AGENT_NAME, "execute_tool": sc.GEN_AI_TOOL_
 class _OpenRun:
     """A run whose span is open: the span and what its metrics are keyed by."""
 
-    __slots__ = ("content", "metric_attributes", "span", "stream")
+    __slots__ = ("content", "metric_attributes", "replayed", "span", "stream")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, replayed: bool = False) -> None:
         self.span = span
+        self.replayed = replayed
         self.metric_attributes: dict[str, Any] = {}
         self.stream = False
         self.content: dict[str, str] = {}
@@ -143,8 +144,8 @@ class SpanSubscriber:
     def _on_start(
         self, sender: Any, /, *, event: StartEvent, replayed: bool = False, **_: Any
     ) -> None:
-        run = self._open.get(event.run_id)
-        if run is None or replayed:
+        run = self._open_replay(event) if replayed else self._open.get(event.run_id)
+        if run is None:
             return
         run.stream = event.stream
         if event.operation in _SCOPES:
@@ -171,8 +172,8 @@ class SpanSubscriber:
         run.span.set_attributes(attributes)
 
     def _on_end(self, sender: Any, /, *, event: EndEvent, replayed: bool = False, **_: Any) -> None:
-        run = self._open.pop(event.run_id, None)
-        if run is None or replayed:
+        run = self._open.pop(_key(event.run_id, replayed), None)
+        if run is None:
             return
         span = run.span
         if event.finish_reason == "interrupted":
@@ -185,15 +186,16 @@ class SpanSubscriber:
                 if self._capture & CaptureMode.SPAN_ONLY:
                     attributes[sc.GEN_AI_OUTPUT_MESSAGES] = run.content[sc.GEN_AI_OUTPUT_MESSAGES]
             span.set_attributes(attributes)
-            self._record_metrics(run, event)
-            self._emit_content(run, event.ts)
+            if not run.replayed:  # a replay is not another call to the model
+                self._record_metrics(run, event)
+                self._emit_content(run, event.ts)
         span.end(end_time=event.ts)
 
     def _on_error(
         self, sender: Any, /, *, event: ErrorEvent, replayed: bool = False, **_: Any
     ) -> None:
-        run = self._open.pop(event.run_id, None)
-        if run is None or replayed:
+        run = self._open.pop(_key(event.run_id, replayed), None)
+        if run is None:
             return
         span = run.span
         span.set_attributes({sc.ERROR_TYPE: event.error_type, sc.SYNTHORA_ERROR_STAGE: event.stage})
@@ -203,7 +205,7 @@ class SpanSubscriber:
             timestamp=event.ts,
         )
         span.set_status(Status(StatusCode.ERROR, event.message))
-        if run.metric_attributes:
+        if run.metric_attributes and not run.replayed:
             attributes = {**run.metric_attributes, sc.ERROR_TYPE: event.error_type}
             self._duration.record(event.duration_s, attributes)
             self._emit_content(run, event.ts)
@@ -218,6 +220,29 @@ class SpanSubscriber:
             event_name=sc.EVENT_OPERATION_DETAILS,
             attributes={**run.metric_attributes, **run.content},
         )
+
+    def _open_replay(self, event: StartEvent) -> _OpenRun:
+        """A replayed run gets a span of its own, marked as a replay and linked to the original."""
+        links = []
+        if event.trace_id and event.span_id:
+            original = trace.SpanContext(
+                int(event.trace_id, 16), int(event.span_id, 16), is_remote=True
+            )
+            links.append(trace.Link(original))
+        scope = event.operation in _SCOPES
+        span = self._tracer.start_span(
+            f"{event.operation} {event.node.name if scope else event.model}".strip(),
+            kind=SpanKind.INTERNAL if scope else SpanKind.CLIENT,
+            links=links,
+            attributes={
+                sc.GEN_AI_OPERATION_NAME: event.operation,
+                sc.SYNTHORA_RUN_ID: event.run_id,
+                sc.SYNTHORA_NODE_PATH: event.node.path,
+                sc.SYNTHORA_REPLAYED: True,
+            },
+        )
+        run = self._open[_key(event.run_id, True)] = _OpenRun(span, replayed=True)
+        return run
 
     def _record_metrics(self, run: _OpenRun, event: EndEvent) -> None:
         attributes = dict(run.metric_attributes)
@@ -235,6 +260,11 @@ class SpanSubscriber:
             chunks = event.seq - 1
             if chunks > 1:
                 self._per_chunk.record((event.duration_s - first) / (chunks - 1), attributes)
+
+
+def _key(run_id: str, replayed: bool) -> str:
+    """Where an open run's span is kept: a replay of a run never shares its original's slot."""
+    return f"replay:{run_id}" if replayed else run_id
 
 
 def _request_attributes(event: StartEvent) -> dict[str, Any]:

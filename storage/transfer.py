@@ -1,0 +1,60 @@
+"""Runs as JSON Lines: to move a log between databases, or to attach a failing conversation to a
+bug report. One line per event (its `Event.to_dict` form), runs oldest first, each in seq order,
+so exporting what was imported gives the same bytes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+import msgspec
+
+from synthora.events import Event, event_from_dict
+from synthora.storage.errors import StorageError
+from synthora.storage.log import EventLog
+
+__all__ = ["export_runs", "import_runs", "read_events"]
+
+Progress = Callable[[int], None]
+
+
+def export_runs(
+    log: EventLog,
+    out: TextIO,
+    run_ids: Iterable[str] | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Write the runs (all, or `run_ids`) to `out`; returns how many runs were written."""
+    if run_ids is None:
+        ordered = sorted(log.runs(), key=lambda s: (s.started_at, s.run_id))
+        run_ids = [summary.run_id for summary in ordered]
+    encode = msgspec.json.Encoder().encode
+    count = 0
+    for run_id in run_ids:
+        for event in log.events(log.resolve(run_id)):
+            out.write(encode(event.to_dict()).decode())
+            out.write("\n")
+        count += 1
+        if progress is not None:
+            progress(count)
+    return count
+
+
+def read_events(lines: Iterable[str]) -> list[Event]:
+    """Every event of an export, all checked before any is written: a bad line names itself."""
+    events = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(event_from_dict(msgspec.json.decode(line)))
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise StorageError(f"line {number} is not a Synthora event: {error}") from None
+    return events
+
+
+def import_runs(log: EventLog, lines: Iterable[str]) -> int:
+    """Store the events of an export (idempotently); returns how many runs they hold."""
+    events = read_events(lines)
+    log.write(events)
+    return len({event.run_id for event in events})
