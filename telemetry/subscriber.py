@@ -179,7 +179,7 @@ class SpanSubscriber:
         if event.finish_reason == "interrupted":
             span.set_attribute(sc.SYNTHORA_INTERRUPTED, True)
         if run.metric_attributes:
-            attributes = _response_attributes(event)
+            attributes = _response_attributes(event, run.stream)
             if self._capture:
                 output = output_content(event.output, event.finish_reason)
                 run.content[sc.GEN_AI_OUTPUT_MESSAGES] = capped_json(output, self._max_content)
@@ -188,7 +188,7 @@ class SpanSubscriber:
             span.set_attributes(attributes)
             if not run.replayed:  # a replay is not another call to the model
                 self._record_metrics(run, event)
-                self._emit_content(run, event.ts)
+                self._emit_content(run, event.ts, attributes)
         span.end(end_time=event.ts)
 
     def _on_error(
@@ -208,17 +208,18 @@ class SpanSubscriber:
         if run.metric_attributes and not run.replayed:
             attributes = {**run.metric_attributes, sc.ERROR_TYPE: event.error_type}
             self._duration.record(event.duration_s, attributes)
-            self._emit_content(run, event.ts)
+            self._emit_content(run, event.ts, attributes)
         span.end(end_time=event.ts)
 
-    def _emit_content(self, run: _OpenRun, ts: int) -> None:
+    def _emit_content(self, run: _OpenRun, ts: int, outcome: dict[str, Any]) -> None:
+        """The content event: the conversation with the run's request and outcome attributes."""
         if not self._capture & CaptureMode.EVENT_ONLY or not run.content:
             return
         self._events.emit(
             timestamp=ts,
             context=trace.set_span_in_context(run.span),
             event_name=sc.EVENT_OPERATION_DETAILS,
-            attributes={**run.metric_attributes, **run.content},
+            attributes={**run.metric_attributes, **outcome, **run.content},
         )
 
     def _open_replay(self, event: StartEvent) -> _OpenRun:
@@ -298,7 +299,7 @@ def _request_attributes(event: StartEvent) -> dict[str, Any]:
     return attributes
 
 
-def _response_attributes(event: EndEvent) -> dict[str, Any]:
+def _response_attributes(event: EndEvent, stream: bool) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     if event.response_id:
         attributes[sc.GEN_AI_RESPONSE_ID] = event.response_id
@@ -306,7 +307,7 @@ def _response_attributes(event: EndEvent) -> dict[str, Any]:
         attributes[sc.GEN_AI_RESPONSE_MODEL] = event.response_model
     if event.finish_reason:
         attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [event.finish_reason]
-    if event.time_to_first_token_s is not None:
+    if stream and event.time_to_first_token_s is not None:
         attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = event.time_to_first_token_s
     usage = event.usage
     if usage is not None:

@@ -155,6 +155,7 @@ def test_completion_span(tracing, make_backend, model):
     assert span.name == f"text_completion {model}"
     assert span.attributes["gen_ai.operation.name"] == "text_completion"
     assert span.attributes["gen_ai.request.stream"] is False
+    assert "gen_ai.response.time_to_first_chunk" not in span.attributes
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["no-stream", "stream"])
@@ -279,6 +280,8 @@ def test_content_as_an_event_only(receiver, make_backend):
     (message,) = json.loads(record.attributes["gen_ai.input.messages"])
     assert message["parts"][0]["content"] == "as an event"
     assert "You said" in record.attributes["gen_ai.output.messages"]
+    assert record.attributes["gen_ai.response.id"] == span.attributes["gen_ai.response.id"]
+    assert record.attributes["gen_ai.usage.output_tokens"] == 5
 
 
 def test_no_content_means_no_event(tracing, make_backend):
