@@ -281,7 +281,7 @@ def test_content_as_an_event_only(receiver, make_backend):
     assert message["parts"][0]["content"] == "as an event"
     assert "You said" in record.attributes["gen_ai.output.messages"]
     assert record.attributes["gen_ai.response.id"] == span.attributes["gen_ai.response.id"]
-    assert record.attributes["gen_ai.usage.output_tokens"] == 5
+    assert record.attributes["gen_ai.usage.output_tokens"] == 6
 
 
 def test_no_content_means_no_event(tracing, make_backend):
