@@ -1,4 +1,4 @@
-"""The ``synthora`` command: list, show and trace stored runs.
+"""The ``synthora`` command: list, show, trace, replay, export and import stored runs.
 
 Every subcommand reads the event log at ``--db`` (default ``SYNTHORA_DB``, else
 ``sqlite:///synthora.db``). A run id may be given as a unique prefix. Errors are one line on
@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from synthora.errors import SynthoraError
 
@@ -70,6 +72,27 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("run", help="run id or a unique prefix")
     trace.add_argument("--jaeger", help="Jaeger URL (default: $SYNTHORA_JAEGER_URL or :16686)")
     trace.set_defaults(command=_trace)
+
+    replay = commands.add_parser("replay", help="re-emit a run: its text at the recorded pace")
+    replay.add_argument("run", help="run id or a unique prefix")
+    replay.add_argument("--speed", type=float, default=1.0, help="pace factor (0: at once)")
+    replay.set_defaults(command=_replay)
+
+    export = commands.add_parser("export", help="runs as JSON Lines (oldest first)")
+    export.add_argument("runs", nargs="*", metavar="RUN", help="only these runs (default: all)")
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    export.set_defaults(command=_export)
+
+    load = commands.add_parser("import", help="store the runs of a JSON Lines export")
+    load.add_argument("file", help="an export file, or - for stdin")
+    load.set_defaults(command=_import)
+
+    prune = commands.add_parser("prune", help="delete the runs started before a date")
+    prune.add_argument("--before", type=_timestamp, required=True, help="ISO date or time")
+    prune.set_defaults(command=_prune)
+
+    demo = commands.add_parser("demo", help="a small agent conversation, replayed offline")
+    demo.set_defaults(command=_demo)
     return parser
 
 
@@ -81,10 +104,23 @@ def _timestamp(text: str) -> datetime.datetime:
     return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 
-def _open_log(args: argparse.Namespace) -> EventLog:
-    from synthora.storage import EventLog  # noqa: PLC0415 - the CLI wires the parts together
+def _open_log(args: argparse.Namespace, *, create: bool = False) -> EventLog:
+    """The log at ``--db``; a SQLite file that does not exist is an error unless `create`."""
+    from sqlalchemy import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
 
-    return EventLog(args.db)
+    from synthora.storage import DEFAULT_URL, EventLog  # noqa: PLC0415 - the CLI wires it up
+
+    url = args.db or os.environ.get("SYNTHORA_DB") or DEFAULT_URL
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None
+    if not create and parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).exists():
+            raise _Failure(f"no event log at {database} (give --db, or set SYNTHORA_DB)")
+    return EventLog(url)
 
 
 def _runs(args: argparse.Namespace, out: TextIO) -> int:
@@ -190,6 +226,138 @@ def _trace(args: argparse.Namespace, out: TextIO) -> int:
     )
     out.write(f"{found.link}\n")
     return 0
+
+
+def _replay(args: argparse.Namespace, out: TextIO) -> int:
+    import synthora.telemetry  # noqa: PLC0415
+    from synthora.bus import on_token  # noqa: PLC0415
+
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        synthora.telemetry.configure()
+
+    def show(sender: object, /, *, event: Any, **_: Any) -> None:
+        out.write(event.text)
+        out.flush()
+
+    with _open_log(args) as log:
+        run = log.run(args.run)
+        out.write(f"replaying {run.run_id} ({run.operation} {run.model}, {run.status})\n")
+        on_token.connect(show, weak=False)
+        try:
+            log.replay(run.run_id, speed=args.speed or None)
+        finally:
+            on_token.disconnect(show)
+    out.write(f"\n-- {run.status}, {run.finish_reason or run.error_type or ''}\n")
+    return 0
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    from synthora.storage.transfer import export_runs  # noqa: PLC0415
+
+    with _open_log(args) as log:
+        if args.output is None:
+            export_runs(log, out, args.runs or None)
+            return 0
+        with open(args.output, "w", encoding="utf-8") as target:
+            total = len(args.runs) if args.runs else sum(1 for _ in log.runs())
+            count = export_runs(log, target, args.runs or None, _progress("exported", total))
+    print(f"\rexported {count} runs to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace, out: TextIO) -> int:
+    from synthora.storage.transfer import read_events  # noqa: PLC0415
+
+    if args.file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(args.file, encoding="utf-8") as source:
+            lines = source.read().splitlines()
+    events = read_events(lines)  # every line checked before the database is touched
+    with _open_log(args, create=True) as log:
+        log.write(events)
+    out.write(f"imported {len({e.run_id for e in events})} runs into {log.url}\n")
+    return 0
+
+
+def _prune(args: argparse.Namespace, out: TextIO) -> int:
+    with _open_log(args) as log:
+        count = log.prune(args.before)
+    out.write(f"deleted {count} runs started before {args.before.isoformat()}\n")
+    return 0
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    """The demo agent, offline: ReplayBackend over the shipped log, with everything on."""
+    import tempfile  # noqa: PLC0415
+    from importlib.resources import files  # noqa: PLC0415
+
+    import synthora.telemetry  # noqa: PLC0415
+    from synthora.demo import MODEL, PLANNER, PrintStream, converse  # noqa: PLC0415
+    from synthora.storage import EventLog, ReplayBackend  # noqa: PLC0415
+    from synthora.storage.transfer import import_runs  # noqa: PLC0415
+
+    _trace_to_console_or_collector()
+    recording = files("synthora").joinpath("demo.jsonl").read_text(encoding="utf-8")
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        EventLog(f"sqlite:///{folder}/demo-recording.db") as recorded,
+    ):
+        import_runs(recorded, recording.splitlines())
+        out.write("Replaying a conversation recorded against Synthora's local test server\n")
+        out.write("(no network, no API key); its runs are stored in the event log below.\n")
+        out.flush()
+        with _open_log(args, create=True) as log:
+            log.attach()
+            backend = ReplayBackend(
+                recorded,
+                model_type=MODEL,
+                source=PLANNER,
+                name="ChatBackend",
+                handlers=[PrintStream()],
+            )
+            converse(backend)
+            log.flush()
+            url = log.url
+    synthora.telemetry.uninstrument()
+    out.write(f"\nStored in {url}; `synthora runs`:\n\n")
+    out.flush()
+    return _runs(_parser().parse_args(["--db", url, "runs", "--limit", "5"]), out)
+
+
+def _trace_to_console_or_collector() -> None:
+    """OTLP when a collector is set; otherwise one line per span on stderr."""
+    import synthora.telemetry  # noqa: PLC0415
+
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        synthora.telemetry.configure()
+        return
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
+
+    def one_line(span: ReadableSpan) -> str:
+        context = span.get_span_context()
+        trace_id = format(context.trace_id, "032x") if context else "?"
+        return f"  [span] {span.name}  trace {trace_id}\n"
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(
+        SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr, formatter=one_line))
+    )
+    synthora.telemetry.instrument(provider)
+
+
+def _progress(verb: str, total: int) -> Callable[[int], None]:
+    """A one-line progress counter on stderr, for operations over many runs."""
+
+    def report(done: int) -> None:
+        if total >= 20 and (done % max(1, total // 100) == 0 or done == total):
+            print(f"\r{verb} {done}/{total} runs", end="", file=sys.stderr, flush=True)
+
+    return report
 
 
 class _Failure(SynthoraError):

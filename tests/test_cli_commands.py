@@ -1,0 +1,134 @@
+"""Every synthora command in a subprocess, as a person runs it, bad input included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from synthora.storage import EventLog
+from synthora.testing.server import Behaviour
+
+
+def synthora(*argv: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synthora", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def stored(tmp_path, make_backend):
+    """A SQLite log with a streamed run, a plain run and a failed run."""
+    url = f"sqlite:///{tmp_path / 'stored.db'}"
+    with EventLog(url) as log:
+        log.attach()
+        list(make_backend(stream=True).run("streamed words here"))
+        make_backend().run("plain words")
+        with pytest.raises(openai.InternalServerError):
+            make_backend(behaviour=Behaviour(status=500)).run("broken")
+    return url
+
+
+def test_demo_runs_offline_and_stores_its_runs(tmp_path):
+    """`synthora demo`: the agent conversation replayed offline, stored, then listed."""
+    done = synthora("--db", f"sqlite:///{tmp_path / 'demo.db'}", "demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "You said: Plan a day in Paris." in done.stdout
+    assert "invoke_agent" in done.stdout
+    assert "execute_tool" in done.stdout
+    assert "[span] chat synthora-demo" in done.stderr
+    with EventLog(f"sqlite:///{tmp_path / 'demo.db'}") as log:
+        assert sorted(s.operation for s in log.runs()) == [
+            "chat", "chat", "chat", "execute_tool", "invoke_agent",
+        ]  # fmt: skip
+
+
+def test_replay_prints_the_run(stored, tmp_path):
+    """`synthora replay RUN --speed 0` prints the run's text again."""
+    with EventLog(stored) as log:
+        streamed = next(s for s in log.runs() if s.stream)
+    done = synthora("--db", stored, "replay", streamed.run_id[:13], "--speed", "0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "You said: streamed words here" in done.stdout
+
+
+def test_export_import_export_is_identical(stored, tmp_path, postgres_url):
+    """SQLite -> export -> import into PostgreSQL -> export: the same bytes."""
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    assert synthora("--db", stored, "export", "-o", str(first), cwd=tmp_path).returncode == 0
+    loaded = synthora("--db", postgres_url, "import", str(first), cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "imported 3 runs" in loaded.stdout
+    assert synthora("--db", postgres_url, "export", "-o", str(second), cwd=tmp_path).returncode == 0
+    assert first.read_bytes() == second.read_bytes()
+    assert len(first.read_text().splitlines()) > 3
+    again = synthora("--db", postgres_url, "import", str(first), cwd=tmp_path)
+    assert "imported 3 runs" in again.stdout
+    with EventLog(postgres_url) as log:
+        assert len(list(log.runs())) == 3
+
+
+def test_export_to_stdout_and_import_from_stdin(stored, tmp_path):
+    """Export to stdout, import from stdin: one pipe moves a run between databases."""
+    exported = synthora("--db", stored, "export", cwd=tmp_path)
+    assert exported.returncode == 0
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    loaded = synthora("--db", target, "import", "-", cwd=tmp_path, stdin=exported.stdout)
+    assert loaded.returncode == 0, loaded.stderr
+    runs = synthora("--db", target, "runs", "--json", cwd=tmp_path)
+    assert len(runs.stdout.splitlines()) == 3
+
+
+def test_corrupt_export_line(tmp_path, stored):
+    """A corrupt line: one message naming the line, a non-zero exit, nothing stored."""
+    lines = synthora("--db", stored, "export", cwd=tmp_path).stdout.splitlines()
+    lines[1] = '{"kind": "token", "run_id": 7}'
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines))
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    done = synthora("--db", target, "import", str(tmp_path / "bad.jsonl"), cwd=tmp_path)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("synthora: line 2 is not a Synthora event")
+    assert not (tmp_path / "target.db").exists()
+
+
+def test_prune(stored, tmp_path):
+    """`prune --before` deletes the older runs and says how many."""
+    done = synthora("--db", stored, "prune", "--before", "2999-01-01", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "deleted 3 runs" in done.stdout
+    assert synthora("--db", stored, "runs", "--json", cwd=tmp_path).stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(("show", "ffff"), "no stored run id starts with 'ffff'", id="unknown-run"),
+        pytest.param(("replay", "0"), "ambiguous", id="ambiguous-run"),
+        pytest.param(("prune", "--before", "yesterday"), "not an ISO date", id="bad-date"),
+    ],
+)
+def test_bad_input_is_one_line(stored, tmp_path, argv, message):
+    """Unknown or ambiguous ids and bad arguments: a clear message, a non-zero exit."""
+    done = synthora("--db", stored, *argv, cwd=tmp_path)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_database(tmp_path):
+    """Reading a log that does not exist says so, and creates nothing."""
+    missing = tmp_path / "nowhere.db"
+    done = synthora("--db", f"sqlite:///{missing}", "runs", cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"no event log at {missing}" in done.stderr
+    assert not missing.exists()
