@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a small agent conversation, replayed offline")
     demo.set_defaults(command=_demo)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the event log's schema")
+    migrate.set_defaults(command=_migrate)
     return parser
 
 
@@ -323,6 +326,14 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"\nStored in {url}; `synthora runs`:\n\n")
     out.flush()
     return _runs(_parser().parse_args(["--db", url, "runs", "--limit", "5"]), out)
+
+
+def _migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from synthora.storage.schema import SCHEMA_REVISION  # noqa: PLC0415
+
+    with _open_log(args, create=True) as log:  # opening a log migrates it
+        out.write(f"{log.url} is at schema revision {SCHEMA_REVISION}\n")
+    return 0
 
 
 def _trace_to_console_or_collector() -> None:
