@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="create or upgrade the event log's schema")
     migrate.set_defaults(command=_migrate)
+
+    doctor = commands.add_parser("doctor", help="is the viewing stack up and wired?")
+    doctor.add_argument("--jaeger", help="Jaeger URL (default: $SYNTHORA_JAEGER_URL or :16686)")
+    doctor.add_argument(
+        "--grafana", default=os.environ.get("SYNTHORA_GRAFANA_URL", "http://localhost:3000")
+    )
+    doctor.set_defaults(command=_doctor)
     return parser
 
 
@@ -334,6 +341,78 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
     with _open_log(args, create=True) as log:  # opening a log migrates it
         out.write(f"{log.url} is at schema revision {SCHEMA_REVISION}\n")
     return 0
+
+
+def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    """Check each part of the stack; one line each, exit 1 if any is not right."""
+    from synthora.telemetry.jaeger import DEFAULT_JAEGER_URL  # noqa: PLC0415
+
+    checks = [
+        _check_log(args),
+        _check_jaeger(args.jaeger or DEFAULT_JAEGER_URL),
+        _check_grafana(args.grafana.rstrip("/")),
+    ]
+    for ok, line in checks:
+        out.write(f"{'ok' if ok else 'NO'}  {line}\n")
+    return 0 if all(ok for ok, _ in checks) else 1
+
+
+def _check_log(args: argparse.Namespace) -> tuple[bool, str]:
+    from synthora.storage.schema import SCHEMA_REVISION  # noqa: PLC0415
+
+    try:
+        with _open_log(args, create=True) as log:
+            stored = "runs stored" if any(True for _ in log.runs(limit=1)) else "no runs yet"
+            return True, f"event log {log.url}: schema {SCHEMA_REVISION}, {stored}"
+    except SynthoraError as error:
+        return False, f"event log: {error}"
+
+
+def _check_jaeger(jaeger: str) -> tuple[bool, str]:
+    from synthora.runs import service_name  # noqa: PLC0415
+
+    service = service_name()
+    try:
+        services = _get_json(f"{jaeger.rstrip('/')}/api/v3/services").get("services") or []
+    except OSError as error:
+        return False, f"Jaeger {jaeger}: not reachable ({error})"
+    seen = f"receiving from {service}" if service in services else f"no spans from {service} yet"
+    return True, f"Jaeger {jaeger}: up, {len(services)} services, {seen}"
+
+
+def _check_grafana(grafana: str) -> tuple[bool, str]:
+    try:
+        health = _get_json(f"{grafana}/api/health")
+        found = _get_json(f"{grafana}/api/search?query=Synthora", auth=_grafana_auth())
+    except OSError as error:
+        return False, f"Grafana {grafana}: not reachable ({error})"
+    listed = found if isinstance(found, list) else []
+    provisioned = any(item.get("uid") == "synthora-runs" for item in listed)
+    state = "dashboard provisioned" if provisioned else "the Synthora dashboard is missing"
+    return provisioned, f"Grafana {grafana}: database {health.get('database', '?')}, {state}"
+
+
+def _grafana_auth() -> tuple[str, str]:
+    return (
+        os.environ.get("GRAFANA_ADMIN_USER", "admin"),
+        os.environ.get("GRAFANA_ADMIN_PASSWORD", "synthora"),
+    )
+
+
+def _get_json(url: str, auth: tuple[str, str] | None = None) -> Any:
+    """GET a JSON document; any failure (refused, HTTP error, not JSON) is an OSError."""
+    import base64  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    request = urllib.request.Request(url)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        try:
+            return json.loads(response.read())
+        except ValueError as error:
+            raise OSError(f"{url} did not answer JSON") from error
 
 
 def _trace_to_console_or_collector() -> None:

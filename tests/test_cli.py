@@ -187,3 +187,85 @@ def test_jaeger_unreachable(traced_run, capsys):
     url, run_id, _ = traced_run
     assert cli("--db", url, "trace", run_id, "--jaeger", "http://127.0.0.1:9")[0] == 1
     assert "not reachable" in capsys.readouterr().err
+
+
+class GrafanaStandIn(BaseHTTPRequestHandler):
+    """Answers /api/health and /api/search (with basic auth) like Grafana's HTTP API."""
+
+    dashboards: ClassVar[list[dict[str, str]]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/api/health"):
+            status, body = 200, {"database": "ok", "version": "13.2.0"}
+        elif not self.headers.get("Authorization", "").startswith("Basic "):
+            status, body = 401, {"message": "Unauthorized"}
+        elif self.path.startswith("/api/search"):
+            status, body = 200, self.dashboards
+        else:
+            status, body = 404, {"message": "Not found"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def grafana():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), GrafanaStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class JaegerServices(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        data = json.dumps({"services": ["pytest", "jaeger"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def jaeger_services():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), JaegerServices)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_doctor_all_wired(stored, jaeger_services, grafana):
+    """Log at the current schema, Jaeger answering, Grafana with the dashboard: all ok."""
+    GrafanaStandIn.dashboards = [{"uid": "synthora-runs", "title": "Synthora runs"}]
+    status, out = cli("--db", stored, "doctor", "--jaeger", jaeger_services, "--grafana", grafana)
+    assert status == 0, out
+    log_line, jaeger_line, grafana_line = out.splitlines()
+    assert log_line.startswith("ok  event log")
+    assert "runs stored" in log_line
+    assert "up, 2 services, receiving from pytest" in jaeger_line
+    assert "dashboard provisioned" in grafana_line
+
+
+def test_doctor_reports_what_is_missing(stored, grafana):
+    """A Grafana without the dashboard and a Jaeger that is down: said, and exit 1."""
+    GrafanaStandIn.dashboards = []
+    status, out = cli(
+        "--db", stored, "doctor", "--jaeger", "http://127.0.0.1:9", "--grafana", grafana
+    )
+    assert status == 1
+    _, jaeger_line, grafana_line = out.splitlines()
+    assert jaeger_line.startswith("NO  Jaeger")
+    assert "not reachable" in jaeger_line
+    assert grafana_line.startswith("NO  Grafana")
+    assert "missing" in grafana_line
