@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import sys
 from pathlib import Path
 
 import openai
@@ -18,6 +19,9 @@ from synthora.storage import EventLog
 from synthora.testing.server import Behaviour
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from grafana_macros import grafana_sql  # noqa: E402 - the bench folder is not a package
+
 DASHBOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))
 PROVISIONING = ROOT / "dashboards" / "provisioning"
 
@@ -88,27 +92,6 @@ def test_provisioned_datasources():
 
 
 # -- the SQL, for real ------------------------------------------------------------------------
-
-
-def grafana_sql(sql: str, start: datetime.datetime, end: datetime.datetime, variables: dict) -> str:
-    """Grafana's PostgreSQL macros and multi-value variables, expanded as Grafana does."""
-    sql = re.sub(
-        r"\$__timeGroupAlias\((\w+),\s*(\d+)m\)",
-        lambda m: (
-            f'floor(extract(epoch from {m[1]}) / {int(m[2]) * 60}) * {int(m[2]) * 60} AS "time"'
-        ),
-        sql,
-    )
-    sql = re.sub(
-        r"\$__timeFilter\((\w+)\)",
-        lambda m: f"{m[1]} BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'",
-        sql,
-    )
-    sql = sql.replace("$__unixEpochNanoFrom()", str(int(start.timestamp() * 1e9)))
-    sql = sql.replace("$__unixEpochNanoTo()", str(int(end.timestamp() * 1e9)))
-    for name, values in variables.items():
-        sql = sql.replace(f"${name}", ", ".join("'" + v.replace("'", "''") + "'" for v in values))
-    return sql
 
 
 @pytest.fixture
