@@ -28,6 +28,10 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             id="event-log",
         ),
         pytest.param(
+            "peers.py", ["--tokens", "20", "--rounds", "1"], {"us_per_chunk", "missing"}, id="peers"
+        ),
+        pytest.param("scale.py", ["--levels", "1,2", "--tokens", "5"], {"1", "2"}, id="scale"),
+        pytest.param(
             "replay.py",
             ["--runs", "5", "--tokens", "3"],
             {"replay_backend_s", "export_s"},
