@@ -1,11 +1,12 @@
 """What observability costs a run: the bare openai SDK against Synthora with each subscriber.
 
-usage: python bench/stream_overhead.py [--tokens 2000] [--rounds 7] [--json FILE]
+usage: python bench/stream_overhead.py [--tokens 2000] [--rounds 7] [--delay S] [--json FILE]
 
 The OpenAI-compatible server runs in a separate process (``python -m synthora.testing.server``)
-with zero delay, so the figures are the client's own cost. Every round runs every contender once,
-in turn (A/B/C…/A/B/C…), so machine noise hits them alike; medians are printed with each one's
-ratio to the bare SDK loop measured in this same run:
+with zero delay, so the figures are the client's own cost; ``--delay 0.02`` paces it like a
+llama.cpp-speed server (50 tokens/s), where what matters is the wall time against the SDK's.
+Every round runs every contender once, in turn (A/B/C…/A/B/C…), so machine noise hits them
+alike; medians are printed with each one's ratio to the bare SDK loop measured in this same run:
 
 * streamed: µs per chunk of a `--tokens`-chunk stream;
 * plain: µs per run of a short non-streamed reply (the fixed cost of a run).
@@ -69,9 +70,17 @@ class _Sink(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def start_server(tokens: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(tokens: int, delay: float = 0.0) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "synthora.testing.server", "--n-tokens", str(tokens)],
+        [
+            sys.executable,
+            "-m",
+            "synthora.testing.server",
+            "--n-tokens",
+            str(tokens),
+            "--delay",
+            str(delay),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=tempfile.gettempdir(),
@@ -172,15 +181,17 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--plain-runs", type=int, default=50, help="non-streamed runs per sample")
+    parser.add_argument("--delay", type=float, default=0.0, help="server delay per chunk, s")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON here")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "tokens": args.tokens,
         "rounds": args.rounds,
+        "delay_s": args.delay,
         "openai": openai.__version__,
     }
     with tempfile.TemporaryDirectory() as folder:
-        process, base_url = start_server(args.tokens)
+        process, base_url = start_server(args.tokens, args.delay)
         try:
             report["streamed_us_per_chunk"] = measure(base_url, folder, True, args.rounds, 1)
         finally:
