@@ -42,9 +42,14 @@ NODE = Node(name="bench", type=NodeType.MODEL, parent=Node(name="agent", type=No
 TOKENS_PER_RUN = 1000
 
 
-def synthetic_run(run_id: str) -> list[Event]:
+def synthetic_run(
+    run_id: str,
+    tokens: int = TOKENS_PER_RUN,
+    prompt: str = "benchmark prompt",
+    ts: int | None = None,
+) -> list[Event]:
     """A streamed run's events, as a backend would emit them."""
-    ts = time.time_ns()
+    ts = time.time_ns() if ts is None else ts
     events: list[Event] = [
         StartEvent(
             run_id=run_id,
@@ -54,24 +59,24 @@ def synthetic_run(run_id: str) -> list[Event]:
             operation="chat",
             model="bench",
             stream=True,
-            messages=(user("benchmark prompt"),),
+            messages=(user(prompt),),
         )
     ]
     events += [
         TokenEvent(
             run_id=run_id, seq=i + 1, ts=ts + i * 1000, node=NODE, index=i, text=f" w{i % 97}"
         )
-        for i in range(TOKENS_PER_RUN)
+        for i in range(tokens)
     ]
     events.append(
         EndEvent(
             run_id=run_id,
-            seq=TOKENS_PER_RUN + 1,
-            ts=ts + TOKENS_PER_RUN * 1000,
+            seq=tokens + 1,
+            ts=ts + tokens * 1000,
             node=NODE,
             output=assistant("x"),
             finish_reason="stop",
-            usage=Usage(input_tokens=3, output_tokens=TOKENS_PER_RUN),
+            usage=Usage(input_tokens=3, output_tokens=tokens),
             duration_s=0.1,
         )
     )

@@ -20,39 +20,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from event_log import NODE, postgres_schema_url
+from event_log import postgres_schema_url, synthetic_run
 
-from synthora.events import EndEvent, Event, StartEvent, TokenEvent, Usage
-from synthora.messages import assistant, user
+from synthora.events import Event
 from synthora.storage import EventLog, ReplayBackend
 from synthora.storage.transfer import export_runs, import_runs
 
 
 def recorded_run(number: int, tokens: int) -> list[Event]:
-    run_id, ts = str(uuid.uuid4()), time.time_ns() + number * 10_000_000
-    prompt = (user(f"question number {number}"),)
-    events: list[Event] = [
-        StartEvent(
-            run_id=run_id,
-            seq=0,
-            ts=ts,
-            node=NODE,
-            operation="chat",
-            model="bench",
-            stream=True,
-            messages=prompt,
-        )
-    ]
-    events += [
-        TokenEvent(run_id=run_id, seq=i + 1, ts=ts + i, node=NODE, index=i, text=f" w{i}")
-        for i in range(tokens)
-    ]
-    events.append(
-        EndEvent(run_id=run_id, seq=tokens + 1, ts=ts + tokens, node=NODE,
-                 output=assistant("".join(f" w{i}" for i in range(tokens))),
-                 finish_reason="stop", usage=Usage(input_tokens=3, output_tokens=tokens))
-    )  # fmt: skip
-    return events
+    """A streamed run with a prompt of its own, 10 ms after the previous one."""
+    ts = time.time_ns() + number * 10_000_000
+    return synthetic_run(str(uuid.uuid4()), tokens, f"question number {number}", ts)
 
 
 def timed(action: Any) -> float:

@@ -12,9 +12,11 @@ still exits promptly.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import threading
+from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider as SDKLoggerProvider
@@ -137,46 +139,35 @@ def _protocol(signal: str) -> str:
     return value
 
 
+_EXPORTERS = {
+    # signal: (module under opentelemetry.exporter.otlp.proto.<protocol>, class name)
+    "TRACES": ("trace_exporter", "OTLPSpanExporter"),
+    "METRICS": ("metric_exporter", "OTLPMetricExporter"),
+    "LOGS": ("_log_exporter", "OTLPLogExporter"),
+}
+
+
+def _exporter(signal: str) -> Any:
+    """The OTLP exporter of `signal` for the configured protocol, imported only when used."""
+    module, name = _EXPORTERS[signal]
+    protocol = "grpc" if _protocol(signal) == "grpc" else "http"
+    exporters = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{protocol}.{module}")
+    return getattr(exporters, name)(timeout=EXPORT_TIMEOUT_S)
+
+
 def _span_exporter() -> SpanExporter:
-    if _protocol("TRACES") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-
-        return GrpcSpanExporter(timeout=EXPORT_TIMEOUT_S)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(timeout=EXPORT_TIMEOUT_S)
+    exporter: SpanExporter = _exporter("TRACES")
+    return exporter
 
 
 def _metric_exporter() -> MetricExporter:
-    if _protocol("METRICS") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        return GrpcMetricExporter(timeout=EXPORT_TIMEOUT_S)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(timeout=EXPORT_TIMEOUT_S)
+    exporter: MetricExporter = _exporter("METRICS")
+    return exporter
 
 
 def _log_exporter() -> LogRecordExporter:
-    if _protocol("LOGS") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (  # noqa: PLC0415
-            OTLPLogExporter as GrpcLogExporter,
-        )
-
-        return GrpcLogExporter(timeout=EXPORT_TIMEOUT_S)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # noqa: PLC0415
-        OTLPLogExporter as HttpLogExporter,
-    )
-
-    return HttpLogExporter(timeout=EXPORT_TIMEOUT_S)
+    exporter: LogRecordExporter = _exporter("LOGS")
+    return exporter
 
 
 def _shut_down(providers: list[Provider]) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -106,29 +107,17 @@ def test_python_dash_m(stored):
 # -- Jaeger -----------------------------------------------------------------------------------
 
 
-class JaegerStandIn(BaseHTTPRequestHandler):
-    """Answers /api/v3/traces/{id} the way Jaeger v2's query API does."""
-
-    traces: ClassVar[dict[str, list[str]]] = {}
+class JsonStandIn(BaseHTTPRequestHandler):
+    """A local HTTP API that answers each GET with the JSON its `answer` chooses."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def answer(self) -> tuple[int, object]:
+        raise NotImplementedError
+
     def do_GET(self) -> None:
-        trace_id = self.path.rsplit("/", 1)[-1]
-        names = self.traces.get(trace_id)
-        if names is None:
-            body = {"error": {"httpCode": 404, "message": "trace not found"}}
-            status = 404
-        else:
-            resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "app"}}]}
-            spans = [{"traceId": trace_id, "spanId": "00f067aa0ba902b7", "name": n} for n in names]
-            body = {
-                "result": {
-                    "resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]
-                }
-            }
-            status = 200
+        status, body = self.answer()
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -137,13 +126,33 @@ class JaegerStandIn(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-@pytest.fixture
-def jaeger():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JaegerStandIn)
+def serve(handler: type[JsonStandIn]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+class JaegerStandIn(JsonStandIn):
+    """Answers /api/v3/traces/{id} the way Jaeger v2's query API does."""
+
+    traces: ClassVar[dict[str, list[str]]] = {}
+
+    def answer(self) -> tuple[int, object]:
+        trace_id = self.path.rsplit("/", 1)[-1]
+        names = self.traces.get(trace_id)
+        if names is None:
+            return 404, {"error": {"httpCode": 404, "message": "trace not found"}}
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "app"}}]}
+        spans = [{"traceId": trace_id, "spanId": "00f067aa0ba902b7", "name": n} for n in names]
+        resource_spans = [{"resource": resource, "scopeSpans": [{"spans": spans}]}]
+        return 200, {"result": {"resourceSpans": resource_spans}}
+
+
+@pytest.fixture
+def jaeger():
+    yield from serve(JaegerStandIn)
 
 
 @pytest.fixture
@@ -189,60 +198,36 @@ def test_jaeger_unreachable(traced_run, capsys):
     assert "not reachable" in capsys.readouterr().err
 
 
-class GrafanaStandIn(BaseHTTPRequestHandler):
+class GrafanaStandIn(JsonStandIn):
     """Answers /api/health and /api/search (with basic auth) like Grafana's HTTP API."""
 
     dashboards: ClassVar[list[dict[str, str]]] = []
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
+    def answer(self) -> tuple[int, object]:
         if self.path.startswith("/api/health"):
-            status, body = 200, {"database": "ok", "version": "13.2.0"}
-        elif not self.headers.get("Authorization", "").startswith("Basic "):
-            status, body = 401, {"message": "Unauthorized"}
-        elif self.path.startswith("/api/search"):
-            status, body = 200, self.dashboards
-        else:
-            status, body = 404, {"message": "Not found"}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return 200, {"database": "ok", "version": "13.2.0"}
+        if not self.headers.get("Authorization", "").startswith("Basic "):
+            return 401, {"message": "Unauthorized"}
+        if self.path.startswith("/api/search"):
+            return 200, self.dashboards
+        return 404, {"message": "Not found"}
+
+
+class JaegerServices(JsonStandIn):
+    """Jaeger's /api/v3/services."""
+
+    def answer(self) -> tuple[int, object]:
+        return 200, {"services": ["pytest", "jaeger"]}
 
 
 @pytest.fixture
 def grafana():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), GrafanaStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class JaegerServices(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        data = json.dumps({"services": ["pytest", "jaeger"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    yield from serve(GrafanaStandIn)
 
 
 @pytest.fixture
 def jaeger_services():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JaegerServices)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from serve(JaegerServices)
 
 
 def test_doctor_all_wired(stored, jaeger_services, grafana):
