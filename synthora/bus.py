@@ -69,10 +69,11 @@ def subscriber_failures() -> int:
 class _Receivers:
     """`Signal.receivers_for`, memoised per sender until the signal's receivers change.
 
-    An entry holds receiver *ids*, resolved through ``signal.receivers`` on every call, so weak
-    receivers still die as blinker intends and dead ones are skipped. It also holds the sender
-    (weakly where it can), and is used only for that very object: a recycled ``id()`` never
-    inherits another sender's receivers.
+    An entry holds the receivers themselves when blinker holds them all strongly (Synthora's own
+    subscribers and handlers are); otherwise their *ids*, resolved through ``signal.receivers``
+    on every call, so weak receivers still die as blinker intends and dead ones are skipped. It
+    also holds the sender (weakly where it can), and is used only for that very object: a
+    recycled ``id()`` never inherits another sender's receivers.
     """
 
     __slots__ = ("_entries", "_signal")
@@ -81,17 +82,19 @@ class _Receivers:
 
     def __init__(self, signal: NamedSignal) -> None:
         self._signal = signal
-        self._entries: dict[int, tuple[Callable[[], Any], tuple[Any, ...]]] = {}
+        self._entries: dict[int, tuple[Callable[[], Any], tuple[Any, ...], bool]] = {}
         signal.receiver_connected.connect(self._forget, weak=False)
         signal.receiver_disconnected.connect(self._forget, weak=False)
 
     def _forget(self, *_: Any, **__: Any) -> None:
         self._entries = {}
 
-    def __call__(self, sender: Any) -> list[Any]:
+    def __call__(self, sender: Any) -> tuple[Any, ...] | list[Any]:
         entry = self._entries.get(id(sender))
         if entry is None or entry[0]() is not sender:
-            entry = self._entries[id(sender)] = (_reference(sender), self._ids_for(sender))
+            entry = self._entries[id(sender)] = (_reference(sender), *self._lookup(sender))
+        if entry[2]:  # all strong: the receivers themselves
+            return entry[1]
         registered = self._signal.receivers
         live = []
         for receiver_id in entry[1]:
@@ -102,15 +105,20 @@ class _Receivers:
                 live.append(receiver)
         return live
 
-    def _ids_for(self, sender: Any) -> tuple[Any, ...]:
+    def _lookup(self, sender: Any) -> tuple[tuple[Any, ...], bool]:
+        """(the receivers, True) if all are held strongly, else (their ids, False)."""
         if len(self._entries) >= self._MAX_ENTRIES:
             self._entries = {}
-        wanted = {id(receiver) for receiver in self._signal.receivers_for(sender)}
-        return tuple(
-            receiver_id
+        receivers = tuple(self._signal.receivers_for(sender))
+        wanted = {id(receiver) for receiver in receivers}
+        found = [
+            (receiver_id, receiver)
             for receiver_id, receiver in self._signal.receivers.items()
             if id(receiver() if isinstance(receiver, weakref.ref) else receiver) in wanted
-        )
+        ]
+        if not any(isinstance(receiver, weakref.ref) for _, receiver in found):
+            return receivers, True
+        return tuple(receiver_id for receiver_id, _ in found), False
 
 
 def _reference(sender: Any) -> Callable[[], Any]:
