@@ -24,6 +24,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -45,10 +46,12 @@ async def wave(run: Run, size: int) -> tuple[float, float]:
 
 
 async def measure(base_url: str, folder: str, levels: list[int]) -> dict[str, Any]:
-    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0)
+    # A thousand connects at once queue up at the test server's accept loop: allow for it.
+    timeout = httpx2.Timeout(120.0, connect=60.0)
+    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=timeout)
     backend = OpenAIChatBackend.default(
         "bench", api_key="bench", base_url=base_url, max_retries=0, stream=True,
-        handlers=[NoOp() for _ in range(3)],
+        handlers=[NoOp() for _ in range(3)], timeout=timeout,
     )  # fmt: skip
 
     async def bare(i: int) -> float:
