@@ -406,6 +406,21 @@ class EventLog:
             removed = connection.execute(delete(runs).where(runs.c.started_at < before)).rowcount
         return int(removed or 0)
 
+    def scope_transcripts(self, run_id: str) -> list[Transcript]:
+        """Every run under an agent or tool scope (its steps, and theirs), in the order they
+        started: a whole agent conversation, rebuilt."""
+        pending = [self.resolve(run_id)]
+        children: list[RunSummary] = []
+        while pending:
+            parents = pending
+            pending = []
+            query = select(runs).where(runs.c.parent_run_id.in_(parents))
+            for row in self._stream(query):
+                children.append(RunSummary(**row))
+                pending.append(row["run_id"])
+        ordered = sorted(children, key=lambda s: (s.started_at, s.run_id))
+        return [self.transcript(summary.run_id) for summary in ordered]
+
     def _stream(self, query: Select[Any]) -> Iterator[dict[str, Any]]:
         try:
             with self._reader_engine.connect() as connection:

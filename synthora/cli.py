@@ -183,6 +183,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
     with _open_log(args) as log:
         transcript = log.transcript(args.run)
+        steps = log.scope_transcripts(transcript.run.run_id)
     run = transcript.run
     out.write(f"run      {run.run_id}  ({run.status})\n")
     out.write(f"node     {run.node_path}\n")
@@ -216,6 +217,19 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     if run.trace_id:
         link = trace_link(args.jaeger or DEFAULT_JAEGER_URL, run.trace_id)
         out.write(f"trace    {run.trace_id}  {link}\n")
+    if steps:
+        out.write(f"\n{len(steps)} runs inside this {run.operation}, in order:\n")
+    for step in steps:
+        summary = step.run
+        out.write(f"\n-- {summary.run_id[:13]}  {summary.operation} {summary.node_path}")
+        out.write(f"  ({summary.status})\n")
+        if step.messages:
+            out.write(f"   [{step.messages[-1].role.value}] {step.messages[-1].text}\n")
+        if step.output is not None:
+            calls = ", ".join(call.name for call in step.output.tool_calls)
+            out.write(f"   [{step.output.role.value}] {step.output.text or '-> ' + calls}\n")
+        if step.error is not None:
+            out.write(f"   error {step.error.error_type}: {step.error.message}\n")
     return 0
 
 

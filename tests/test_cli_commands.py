@@ -9,6 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from synthora import Node, NodeType, scope
 from synthora.storage import EventLog
 from synthora.testing.server import Behaviour
 
@@ -132,3 +133,17 @@ def test_missing_database(tmp_path):
     assert done.returncode == 1
     assert f"no event log at {missing}" in done.stderr
     assert not missing.exists()
+
+
+def test_show_a_whole_agent_conversation(tmp_path, make_backend):
+    """`show` on an agent scope prints every run inside it, in order."""
+    url = f"sqlite:///{tmp_path / 'agent.db'}"
+    with EventLog(url) as log:
+        log.attach()
+        with scope(Node(name="planner", type=NodeType.AGENT)) as planner:
+            make_backend().run("plan it")
+            make_backend().run("then do it")
+    done = synthora("--db", url, "show", planner.run_id[:13], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 runs inside this invoke_agent, in order" in done.stdout
+    assert done.stdout.index("[user] plan it") < done.stdout.index("[user] then do it")

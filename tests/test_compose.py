@@ -73,3 +73,18 @@ def test_environment_overrides_ports():
     text = (ROOT / "docker-compose.yml").read_text()
     compose = yaml.safe_load(interpolated(text, {"JAEGER_UI_PORT": "26686", **os.environ}))
     assert "127.0.0.1:26686:16686" in compose["services"]["jaeger"]["ports"]
+
+
+def test_grafana_service(compose):
+    """Grafana pinned, on localhost, provisioned from dashboards/, after the schema exists."""
+    grafana = compose["services"]["grafana"]
+    assert grafana["image"] == "grafana/grafana:13.2.0"
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]
+    mounts = set(grafana["volumes"])
+    assert "./dashboards/provisioning:/etc/grafana/provisioning:ro" in mounts
+    assert "./dashboards/json:/var/lib/grafana/dashboards:ro" in mounts
+    assert grafana["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (ROOT / "dashboards" / "provisioning" / "datasources").is_dir()
+    migrate = compose["services"]["migrate"]
+    assert "synthora" in " ".join(migrate["command"])
+    assert migrate["command"][-1].rstrip().endswith("migrate")

@@ -401,3 +401,19 @@ def test_full_queue_can_drop_and_count(tmp_path):
         stored = list(log.events("full-queue"))
         assert log.dropped > 0
         assert len(stored) + log.dropped == len(events)
+
+
+def test_an_agent_conversation_rebuilt(log, make_backend):
+    """Every run under an agent scope, nested tool steps included, rebuilt in order."""
+    backend = make_backend()
+    with scope(Node(name="planner", type=NodeType.AGENT)) as planner:
+        backend.run("first step")
+        with scope(Node(name="search", type=NodeType.TOOL)):
+            backend.run("inside the tool")
+        backend.run("last step")
+    backend.run("after the agent")
+    steps = log.scope_transcripts(planner.run_id[:13])
+    assert [s.run.operation for s in steps] == ["chat", "execute_tool", "chat", "chat"]
+    texts = [s.messages[0].text for s in steps if s.messages]
+    assert texts == ["first step", "inside the tool", "last step"]
+    assert all(s.output is not None for s in steps if s.run.operation == "chat")
