@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx2
 import openai
 import pytest
+from openai.resources.chat.completions import Completions
 
-from synthora import OpenAIChatBackend, OpenAICompletionBackend
+from synthora import ConfigurationError, OpenAIChatBackend, OpenAICompletionBackend
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.testing.server import Behaviour
 
@@ -138,3 +139,19 @@ def test_unreachable_server(events):
         backend.run("hi")
     assert_failed_once(events, "APIConnectionError")
     backend.client.close()
+
+
+def test_sdk_wrapped_by_another_instrumentation(make_backend, events, monkeypatch):
+    """When another instrumentation replaces the SDK's streamed response, the run fails with
+    an error that says so (and closes what it got), not an AttributeError."""
+    closed = []
+
+    class ForeignStream:
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(Completions, "create", lambda self, **kwargs: ForeignStream())
+    with pytest.raises(ConfigurationError, match="another instrumentation"):
+        make_backend(stream=True).run("hi")
+    assert closed == [True]
+    assert_failed_once(events, "ConfigurationError")

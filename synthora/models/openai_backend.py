@@ -14,6 +14,7 @@ trip. ``stream_usage=False`` turns the field off.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -183,7 +184,7 @@ class OpenAIChatBackend(BaseModelBackend):
         resource = self._resource(self.client)
         try:
             if request.start["stream"]:
-                response = self._open_stream(resource, request)
+                response = _raw(self._open_stream(resource, request))
                 return RunStream(run, self._state_type(run.run_id, response.http_request), response)
             message, events = self._reply_events(run, resource.create(**request.sdk))
         except BaseException as exc:
@@ -202,7 +203,7 @@ class OpenAIChatBackend(BaseModelBackend):
         resource = self._resource(self.async_client)
         try:
             if request.start["stream"]:
-                response = await self._open_stream_async(resource, request)
+                response = _raw(await self._open_stream_async(resource, request))
                 state = self._state_type(run.run_id, response.http_request)
                 return AsyncRunStream(run, state, response)
             message, events = self._reply_events(run, await resource.create(**request.sdk))
@@ -355,6 +356,25 @@ class OpenAICompletionBackend(OpenAIChatBackend):
     def _read_reply(self, reply: Any) -> tuple[BaseMessage, str | None]:
         choice = _first_choice(reply)
         return assistant(choice.text or ""), choice.finish_reason
+
+
+def _raw(response: Any) -> Any:
+    """The SDK's raw streamed response, or a clear error when something replaced it.
+
+    Another OpenAI instrumentation (``opentelemetry-instrumentation-openai-v2`` is one) wraps
+    the SDK's ``create`` and hands back its own stream in place of the raw response Synthora
+    reads. Synthora traces its runs itself, so the fix is to not instrument the SDK twice.
+    """
+    if hasattr(response, "http_response"):
+        return response
+    close = getattr(response, "close", None)
+    if callable(close) and not inspect.iscoroutinefunction(close):
+        close()
+    raise ConfigurationError(
+        f"the openai SDK returned a {type(response).__name__} where Synthora reads the raw "
+        "response: another instrumentation wraps the SDK's create() (for example "
+        "opentelemetry-instrumentation-openai-v2); uninstrument it, Synthora traces runs itself"
+    )
 
 
 def _first_choice(reply: Any) -> Any:
