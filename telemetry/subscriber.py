@@ -18,6 +18,7 @@ run, as the mean gap between chunks.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
@@ -62,29 +63,30 @@ class SpanSubscriber:
         self._tracer = trace.get_tracer("synthora", __version__, tracer_provider)
         self._events = _logs.get_logger("synthora", __version__, logger_provider)
         meter = metrics.get_meter("synthora", __version__, meter_provider)
-        self._duration = meter.create_histogram(
+        histogram = _histograms(meter)
+        self._duration = histogram(
             sc.METRIC_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration, to the end of the stream",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+            "s",
+            "GenAI operation duration, to the end of the stream",
+            sc.DURATION_BUCKETS,
         )
-        self._tokens = meter.create_histogram(
+        self._tokens = histogram(
             sc.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Input and output tokens used, as the server reported them",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+            "{token}",
+            "Input and output tokens used, as the server reported them",
+            sc.TOKEN_BUCKETS,
         )
-        self._first_chunk = meter.create_histogram(
+        self._first_chunk = histogram(
             sc.METRIC_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time from the request to the first chunk of a stream",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+            "s",
+            "Time from the request to the first chunk of a stream",
+            sc.DURATION_BUCKETS,
         )
-        self._per_chunk = meter.create_histogram(
+        self._per_chunk = histogram(
             sc.METRIC_TIME_PER_OUTPUT_CHUNK,
-            unit="s",
-            description="Mean time between the chunks of a stream after the first",
-            explicit_bucket_boundaries_advisory=list(sc.TIME_PER_CHUNK_BUCKETS),
+            "s",
+            "Mean time between the chunks of a stream after the first",
+            sc.TIME_PER_CHUNK_BUCKETS,
         )
         self._capture = CaptureMode.from_environment() if capture is None else capture
         self._max_content = max_content_chars
@@ -261,6 +263,20 @@ class SpanSubscriber:
             chunks = event.seq - 1
             if chunks > 1:
                 self._per_chunk.record((event.duration_s - first) / (chunks - 1), attributes)
+
+
+def _histograms(meter: metrics.Meter) -> Callable[[str, str, str, Sequence[float]], Any]:
+    """A histogram factory with the GenAI conventions' recommended buckets as advice."""
+
+    def histogram(name: str, unit: str, description: str, buckets: Sequence[float]) -> Any:
+        return meter.create_histogram(
+            name,
+            unit=unit,
+            description=description,
+            explicit_bucket_boundaries_advisory=list(buckets),
+        )
+
+    return histogram
 
 
 def _key(run_id: str, replayed: bool) -> str:
