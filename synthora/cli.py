@@ -28,6 +28,10 @@ __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
+SHORT_ID = 23
+"""How much of a run id the tables show: past its UUIDv7 millisecond timestamp (13 characters)
+into 28 random bits, since runs started in the same millisecond share the timestamp."""
+
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
@@ -151,7 +155,7 @@ def _runs(args: argparse.Namespace, out: TextIO) -> int:
             return 0
         rows = [
             (
-                s.run_id[:13],
+                s.run_id[:SHORT_ID],
                 s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
                 s.status,
                 s.operation,
@@ -221,7 +225,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"\n{len(steps)} runs inside this {run.operation}, in order:\n")
     for step in steps:
         summary = step.run
-        out.write(f"\n-- {summary.run_id[:13]}  {summary.operation} {summary.node_path}")
+        out.write(f"\n-- {summary.run_id[:SHORT_ID]}  {summary.operation} {summary.node_path}")
         out.write(f"  ({summary.status})\n")
         if step.messages:
             out.write(f"   [{step.messages[-1].role.value}] {step.messages[-1].text}\n")

@@ -67,7 +67,7 @@ def test_show_by_prefix(stored):
     runs = [json.loads(line) for line in cli("--db", stored, "runs", "--json")[1].splitlines()]
     failed = next(r for r in runs if r["status"] == "error")
     ok = next(r for r in runs if r["status"] == "ok")
-    status, out = cli("--db", stored, "show", ok["run_id"][:20])
+    status, out = cli("--db", stored, "show", ok["run_id"][:23])
     assert status == 0
     assert "[user] first question" in out
     assert "[assistant] You said: first question" in out
@@ -176,7 +176,7 @@ def test_trace_found_in_jaeger(traced_run, jaeger):
     """`trace` finds the run's trace in Jaeger and prints its UI link."""
     url, run_id, trace_id = traced_run
     JaegerStandIn.traces = {trace_id: ["chat m"]}
-    status, out = cli("--db", url, "trace", run_id[:13], "--jaeger", jaeger)
+    status, out = cli("--db", url, "trace", run_id[:23], "--jaeger", jaeger)
     assert status == 0
     assert f"{jaeger}/trace/{trace_id}" in out
     assert "1 spans from app" in out

@@ -57,7 +57,7 @@ def test_replay_prints_the_run(stored, tmp_path):
     """`synthora replay RUN --speed 0` prints the run's text again."""
     with EventLog(stored) as log:
         streamed = next(s for s in log.runs() if s.stream)
-    done = synthora("--db", stored, "replay", streamed.run_id[:13], "--speed", "0", cwd=tmp_path)
+    done = synthora("--db", stored, "replay", streamed.run_id[:23], "--speed", "0", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "You said: streamed words here" in done.stdout
 
@@ -143,7 +143,7 @@ def test_show_a_whole_agent_conversation(tmp_path, make_backend):
         with scope(Node(name="planner", type=NodeType.AGENT)) as planner:
             make_backend().run("plan it")
             make_backend().run("then do it")
-    done = synthora("--db", url, "show", planner.run_id[:13], cwd=tmp_path)
+    done = synthora("--db", url, "show", planner.run_id[:23], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "2 runs inside this invoke_agent, in order" in done.stdout
     assert done.stdout.index("[user] plan it") < done.stdout.index("[user] then do it")

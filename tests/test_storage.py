@@ -78,7 +78,7 @@ def test_interrupted_and_failed_runs(log, make_backend):
     failed = statuses["error"]
     assert failed.error_type == "APIConnectionError"
     assert [s.run_id for s in log.runs(errors_only=True)] == [failed.run_id]
-    transcript = log.transcript(failed.run_id[:13])
+    transcript = log.transcript(failed.run_id[:23])
     assert transcript.error is not None
     assert transcript.output is not None
     assert transcript.output.text == " w0 w1 w2"
@@ -412,7 +412,7 @@ def test_an_agent_conversation_rebuilt(log, make_backend):
             backend.run("inside the tool")
         backend.run("last step")
     backend.run("after the agent")
-    steps = log.scope_transcripts(planner.run_id[:13])
+    steps = log.scope_transcripts(planner.run_id[:23])
     assert [s.run.operation for s in steps] == ["chat", "execute_tool", "chat", "chat"]
     texts = [s.messages[0].text for s in steps if s.messages]
     assert texts == ["first step", "inside the tool", "last step"]
