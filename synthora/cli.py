@@ -28,6 +28,8 @@ __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
+_IMPORT_BATCH = 5000
+
 SHORT_ID = 23
 """How much of a run id the tables show: past its UUIDv7 millisecond timestamp (13 characters)
 into 28 random bits, since runs started in the same millisecond share the timestamp."""
@@ -302,9 +304,19 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         with open(args.file, encoding="utf-8") as source:
             lines = source.read().splitlines()
     events = read_events(lines)  # every line checked before the database is touched
+    runs: dict[str, list[Any]] = {}
+    for event in events:
+        runs.setdefault(event.run_id, []).append(event)
+    progress = _progress("imported", len(runs))
+    batch: list[Any] = []
     with _open_log(args, create=True) as log:
-        log.write(events)
-    out.write(f"imported {len({e.run_id for e in events})} runs into {log.url}\n")
+        for done, run_events in enumerate(runs.values(), start=1):
+            batch.extend(run_events)
+            if len(batch) >= _IMPORT_BATCH or done == len(runs):
+                log.write(batch)
+                batch = []
+                progress(done)
+    out.write(f"imported {len(runs)} runs into {log.url}\n")
     return 0
 
 
