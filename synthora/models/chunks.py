@@ -101,9 +101,41 @@ class StreamState:
         self.response_model: str | None = None
         self.done = False
 
+    _decode: Any  # a msgspec decoder of the wire chunk type, set by each subclass
+
     def consume(self, payload: bytes) -> MessageChunk | None:
         """The chunk the user sees for `payload`, or None when it carries no output."""
+        if payload.startswith(_DONE):
+            self.done = True
+            return None
+        try:
+            chunk = self._decode(payload)
+        except _MALFORMED as error:
+            raise self._malformed(payload, error) from error
+        self._note(chunk)
+        for choice in chunk.choices or ():
+            if choice.index == 0:
+                if choice.finish_reason is not None:
+                    self.finish_reason = choice.finish_reason
+                return self._output(choice)
+        return None
+
+    def _output(self, choice: Any) -> MessageChunk | None:
+        """What the first choice of a chunk adds to the output; None when nothing."""
         raise NotImplementedError
+
+    def _chunk(
+        self, text: str, finish_reason: str | None, calls: tuple[ToolCallDelta, ...] = ()
+    ) -> MessageChunk:
+        """Add `text` to the output so far; the chunk carries both."""
+        self.text += text
+        return MessageChunk(
+            content=self.text,
+            delta=text,
+            tool_call_deltas=calls,
+            finish_reason=finish_reason,
+            run_id=self.run_id,
+        )
 
     def message(self) -> BaseMessage:
         """The output so far, as one message (the final output once the stream is done)."""
@@ -141,36 +173,15 @@ class ChatStreamState(StreamState):
         super().__init__(run_id, request)
         self._calls: dict[int, list[str]] = {}
 
-    def consume(self, payload: bytes) -> MessageChunk | None:
-        if payload.startswith(_DONE):
-            self.done = True
+    def _output(self, choice: _WireChatChoice) -> MessageChunk | None:
+        delta = choice.delta
+        if delta is None:
             return None
-        try:
-            chunk = self._decode(payload)
-        except _MALFORMED as error:
-            raise self._malformed(payload, error) from error
-        self._note(chunk)
-        for choice in chunk.choices or ():
-            if choice.index != 0:
-                continue
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
-            delta = choice.delta
-            if delta is None:
-                return None
-            text = delta.content or ""
-            calls = () if not delta.tool_calls else self._add_calls(delta.tool_calls)
-            if not text and not calls:
-                return None
-            self.text += text
-            return MessageChunk(
-                content=self.text,
-                delta=text,
-                tool_call_deltas=calls,
-                finish_reason=choice.finish_reason,
-                run_id=self.run_id,
-            )
-        return None
+        text = delta.content or ""
+        calls = () if not delta.tool_calls else self._add_calls(delta.tool_calls)
+        if not text and not calls:
+            return None
+        return self._chunk(text, choice.finish_reason, calls)
 
     def _add_calls(self, wire_calls: list[_WireToolCall]) -> tuple[ToolCallDelta, ...]:
         deltas = []
@@ -212,31 +223,8 @@ class CompletionStreamState(StreamState):
     __slots__ = ()
     _decode = msgspec.json.Decoder(_WireCompletionChunk).decode
 
-    def consume(self, payload: bytes) -> MessageChunk | None:
-        if payload.startswith(_DONE):
-            self.done = True
-            return None
-        try:
-            chunk = self._decode(payload)
-        except _MALFORMED as error:
-            raise self._malformed(payload, error) from error
-        self._note(chunk)
-        for choice in chunk.choices or ():
-            if choice.index != 0:
-                continue
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
-            text = choice.text
-            if not text:
-                return None
-            self.text += text
-            return MessageChunk(
-                content=self.text,
-                delta=text,
-                finish_reason=choice.finish_reason,
-                run_id=self.run_id,
-            )
-        return None
+    def _output(self, choice: _WireCompletionChoice) -> MessageChunk | None:
+        return self._chunk(choice.text, choice.finish_reason) if choice.text else None
 
 
 def _stream_error(body: Any, request: httpx2.Request) -> openai.APIError:

@@ -87,7 +87,7 @@ class _StreamCore:
     def _next_chunk(self) -> MessageChunk | None:
         """The next chunk from payloads already read; None when more bytes are needed."""
         payloads, state = self._payloads, self._state
-        while payloads:
+        while payloads and not state.done:  # nothing after [DONE] counts, as in the SDK
             chunk = state.consume(payloads.popleft())
             if chunk is not None:
                 return chunk
@@ -117,7 +117,7 @@ class _StreamCore:
         """``error`` for a failure; ``end``/interrupted for cancellation or interpreter exit."""
         if isinstance(exc, Exception):
             return self._run.close_with_error(exc, "stream", self._state.message())
-        return self._run.close_interrupted(self._state.message())
+        return self._interrupted()
 
     def _interrupted(self) -> Any:
         return self._run.close_interrupted(self._state.message())
