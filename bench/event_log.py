@@ -84,10 +84,9 @@ def synthetic_run(
 
 
 def emit_all(runs: list[list[Event]]) -> None:
-    signals = {"start": bus.on_start, "token": bus.on_token, "end": bus.on_end}
     for events in runs:
         for event in events:
-            bus.dispatch(signals[event.kind], None, event=event)
+            bus.dispatch(bus.signals[event.kind], None, event=event)
 
 
 def ingest(url: str, total: int) -> float:

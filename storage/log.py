@@ -49,12 +49,6 @@ logger = logging.getLogger("synthora.storage")
 DEFAULT_URL = "sqlite:///synthora.db"
 _READ_BUFFER = 1000
 _WRITE_BATCH = 5000
-_SIGNALS = {
-    "start": bus.on_start,
-    "token": bus.on_token,
-    "end": bus.on_end,
-    "error": bus.on_error,
-}
 _EXIT_FLUSH_S = 5.0
 
 
@@ -373,10 +367,8 @@ class EventLog:
         for event in stored:
             if speed and previous is not None:
                 time.sleep(max(0.0, (event.ts - previous.ts) / 1e9 / speed))
-            signal = _SIGNALS[event.kind]
-            bus.dispatch(
-                signal, event.node if sender is None else sender, event=event, replayed=True
-            )
+            to = event.node if sender is None else sender
+            bus.dispatch(bus.signals[event.kind], to, event=event, replayed=True)
             previous = event
         return stored
 

@@ -95,10 +95,7 @@ class Writer:
     def put_closing(self, event: Event) -> concurrent.futures.Future[None]:
         """Enqueue a run's last event; the future completes once it is committed."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.append((event, future))
-        if self._thread is None:
-            self._start()
-        self._wake.set()
+        self._enqueue_and_wake((event, future))
         return future
 
     def flush(self, timeout: float | None) -> bool:
@@ -106,10 +103,7 @@ class Writer:
         if self._thread is None and not self._queue:
             return True
         marker = _Flush()
-        self._queue.append(marker)
-        if self._thread is None:
-            self._start()
-        self._wake.set()
+        self._enqueue_and_wake(marker)
         try:
             marker.future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -128,6 +122,13 @@ class Writer:
     def forget_after_fork(self) -> None:
         """In a forked child: a fresh queue and no thread; the parent's events stay the parent's."""
         self._reset()
+
+    def _enqueue_and_wake(self, item: _Closing | _Flush) -> None:
+        """For what someone waits on; tokens (`put`) wait for the writer's next round instead."""
+        self._queue.append(item)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
 
     def _make_room(self) -> bool:
         if self._on_full == "drop":

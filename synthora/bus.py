@@ -47,6 +47,8 @@ __all__ = [
 logger = logging.getLogger("synthora.bus")
 
 signals = Namespace()
+"""Synthora's signals by name; each lifecycle signal is named for its events' kind, so
+``signals[event.kind]`` is the signal an event goes out on."""
 before_run: NamedSignal = signals.signal(
     "before_run", doc="Sent before a run starts; receivers may return a mapping to stamp."
 )

@@ -256,7 +256,7 @@ class Run:
         """Send `event` to its signal's receivers; a closing event waits on their barriers."""
         if event is None:
             return
-        signal = _SIGNALS[event.kind]
+        signal = bus.signals[event.kind]
         closing = signal is bus.on_end or signal is bus.on_error
         if closing and not self._send_closing_once():
             return
@@ -275,7 +275,7 @@ class Run:
         """
         if event is None:
             return
-        signal = _SIGNALS[event.kind]
+        signal = bus.signals[event.kind]
         if signal is bus.on_end or signal is bus.on_error:
             if self._send_closing_once():
                 await asyncio.shield(self._close_async(signal, event))
@@ -300,14 +300,6 @@ class Run:
                 pending,
                 self._durable_timeout,
             )
-
-
-_SIGNALS: dict[str, NamedSignal] = {
-    "start": bus.on_start,
-    "token": bus.on_token,
-    "end": bus.on_end,
-    "error": bus.on_error,
-}
 
 
 def _stamp(results: list[Any]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from synthora import __version__, bus
@@ -122,21 +123,7 @@ class SpanSubscriber:
     ) -> dict[str, str] | None:
         parent = self._open.get(parent_run_id) if parent_run_id else None
         context = trace.set_span_in_context(parent.span) if parent else None
-        scope = operation in _SCOPES
-        span = self._tracer.start_span(
-            f"{operation} {node.name if scope else model}".strip(),
-            context=context,
-            kind=SpanKind.INTERNAL if scope else SpanKind.CLIENT,
-            attributes={
-                sc.GEN_AI_OPERATION_NAME: operation,
-                sc.SYNTHORA_RUN_ID: run_id,
-                sc.SYNTHORA_NODE_NAME: node.name,
-                sc.SYNTHORA_NODE_TYPE: node.type.value,
-                sc.SYNTHORA_NODE_PATH: node.path,
-                **({sc.SYNTHORA_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}),
-                **({_SCOPES[operation]: node.name} if scope else {}),
-            },
-        )
+        span = self._start_span(operation, model, node, run_id, parent_run_id, context=context)
         self._open[run_id] = _OpenRun(span)
         ids = span.get_span_context()
         if not ids.is_valid:
@@ -232,20 +219,52 @@ class SpanSubscriber:
                 int(event.trace_id, 16), int(event.span_id, 16), is_remote=True
             )
             links.append(trace.Link(original))
-        scope = event.operation in _SCOPES
-        span = self._tracer.start_span(
-            f"{event.operation} {event.node.name if scope else event.model}".strip(),
-            kind=SpanKind.INTERNAL if scope else SpanKind.CLIENT,
+        span = self._start_span(
+            event.operation,
+            event.model,
+            event.node,
+            event.run_id,
+            event.parent_run_id,
             links=links,
-            attributes={
-                sc.GEN_AI_OPERATION_NAME: event.operation,
-                sc.SYNTHORA_RUN_ID: event.run_id,
-                sc.SYNTHORA_NODE_PATH: event.node.path,
-                sc.SYNTHORA_REPLAYED: True,
-            },
+            replayed=True,
         )
         run = self._open[_key(event.run_id, True)] = _OpenRun(span, replayed=True)
         return run
+
+    def _start_span(
+        self,
+        operation: str,
+        model: str,
+        node: Node,
+        run_id: str,
+        parent_run_id: str | None,
+        *,
+        context: Context | None = None,
+        links: Sequence[trace.Link] = (),
+        replayed: bool = False,
+    ) -> Span:
+        """A run's span: CLIENT ``"{operation} {model}"``, or INTERNAL for a scope."""
+        scope = operation in _SCOPES
+        attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.SYNTHORA_RUN_ID: run_id,
+            sc.SYNTHORA_NODE_NAME: node.name,
+            sc.SYNTHORA_NODE_TYPE: node.type.value,
+            sc.SYNTHORA_NODE_PATH: node.path,
+        }
+        if parent_run_id:
+            attributes[sc.SYNTHORA_PARENT_RUN_ID] = parent_run_id
+        if scope:
+            attributes[_SCOPES[operation]] = node.name
+        if replayed:
+            attributes[sc.SYNTHORA_REPLAYED] = True
+        return self._tracer.start_span(
+            f"{operation} {node.name if scope else model}".strip(),
+            context=context,
+            kind=SpanKind.INTERNAL if scope else SpanKind.CLIENT,
+            links=links,
+            attributes=attributes,
+        )
 
     def _record_metrics(self, run: _OpenRun, event: EndEvent) -> None:
         attributes = dict(run.metric_attributes)
