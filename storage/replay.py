@@ -27,7 +27,14 @@ import openai
 
 from synthora.errors import SynthoraError
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
-from synthora.messages import BaseMessage, MessageChunk, MessageInput, assistant, coerce_messages
+from synthora.messages import (
+    BaseMessage,
+    MessageChunk,
+    MessageInput,
+    assistant,
+    coerce_messages,
+    prompt_of,
+)
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.request import event_params
 from synthora.runs import Run, service_name
@@ -130,15 +137,16 @@ class ReplayBackend(BaseModelBackend):
         recorded = self._take(request)
         if recorded is None:
             return self._miss(request).run(messages, **params)
-        events = list(self.log.events(recorded))
-        run = Run(self, self.node, operation=self.operation, model=start["model"] or "")
-        run.emit(run.start(**{**start, "model": start["model"] or _model_of(events)}))
-        answer = _Answer(run, events)
+        answer, first = self._begin(start, recorded)
+        run = answer.run
+        run.emit(first)
         if self.stream:
             return ReplayStream(answer)
         for event in answer.tokens():
             run.emit(event)
-        return answer.finish(run.emit)
+        closing = answer.closing()
+        run.emit(closing)
+        return answer.result(closing)
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
@@ -147,10 +155,9 @@ class ReplayBackend(BaseModelBackend):
         recorded = self._take(request)
         if recorded is None:
             return await self._miss(request).async_run(messages, **params)
-        events = list(self.log.events(recorded))
-        run = Run(self, self.node, operation=self.operation, model=start["model"] or "")
-        await run.emit_async(run.start(**{**start, "model": start["model"] or _model_of(events)}))
-        answer = _Answer(run, events)
+        answer, first = self._begin(start, recorded)
+        run = answer.run
+        await run.emit_async(first)
         if self.stream:
             return AsyncReplayStream(answer)
         for event in answer.tokens():
@@ -158,6 +165,14 @@ class ReplayBackend(BaseModelBackend):
         closing = answer.closing()
         await run.emit_async(closing)
         return answer.result(closing)
+
+    def _begin(self, start: dict[str, Any], recorded: str) -> tuple[_Answer, Event]:
+        """The new run that tells `recorded` again, and its start event (the recorded model
+        stands in when the backend names none)."""
+        events = list(self.log.events(recorded))
+        start = {**start, "model": start["model"] or _model_of(events)}
+        run = Run(self, self.node, operation=self.operation, model=start["model"])
+        return _Answer(run, events), run.start(**start)
 
     # -- matching (no I/O but the index's first read) ------------------------------------------
 
@@ -173,16 +188,13 @@ class ReplayBackend(BaseModelBackend):
             "stream": self.stream,
             "params": params,
         }
-        if self.operation == "text_completion" and isinstance(messages, str):
-            start["prompt"] = messages
-            request_input: Any = messages
+        request_input: Any
+        if self.operation == "text_completion":
+            request_input = start["prompt"] = prompt_of(messages)
         else:
             coerced = coerce_messages(messages)
             start["messages"] = coerced
             request_input = [m.to_openai() for m in coerced]
-            if self.operation == "text_completion":
-                start = {**start, "prompt": coerced[0].text, "messages": None}
-                request_input = coerced[0].text
         return self._request(request_input, params, self.model_type or None), start
 
     def _request(self, request_input: Any, params: dict[str, Any], model: str | None) -> _Request:
@@ -301,11 +313,6 @@ class _Answer:
             raise self._error
         output = closing.output if isinstance(closing, EndEvent) else None
         return output or assistant(self._text)
-
-    def finish(self, emit: Any) -> BaseMessage:
-        closing = self.closing()
-        emit(closing)
-        return self.result(closing)
 
     def interrupted(self) -> Event | None:
         return self.run.close_interrupted(assistant(self._text))

@@ -22,6 +22,7 @@ __all__ = [
     "ToolCallDelta",
     "assistant",
     "coerce_messages",
+    "prompt_of",
     "system",
     "tool",
     "user",
@@ -182,6 +183,19 @@ def coerce_messages(value: MessageInput | Iterable[MessageInput]) -> tuple[BaseM
     if not messages:
         raise InvalidRequestError("a run needs at least one message; got an empty list")
     return messages
+
+
+def prompt_of(value: MessageInput | Iterable[MessageInput]) -> str:
+    """A legacy completion's prompt: a string, or the text of exactly one message."""
+    if isinstance(value, str):
+        return value
+    coerced = coerce_messages(value)
+    if len(coerced) != 1:
+        raise InvalidRequestError(
+            f"a completion takes one prompt; got {len(coerced)} messages "
+            "(use OpenAIChatBackend for a conversation)"
+        )
+    return coerced[0].text
 
 
 def _coerce_one(item: object, position: int) -> BaseMessage:

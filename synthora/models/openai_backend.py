@@ -24,7 +24,7 @@ from typing import Any, Self
 import httpx2
 import openai
 
-from synthora.errors import ConfigurationError, InvalidRequestError, ResponseError
+from synthora.errors import ConfigurationError, ResponseError
 from synthora.events import Event, Usage
 from synthora.messages import (
     BaseMessage,
@@ -33,6 +33,7 @@ from synthora.messages import (
     ToolCallDelta,
     assistant,
     coerce_messages,
+    prompt_of,
 )
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
@@ -335,16 +336,7 @@ class OpenAICompletionBackend(OpenAIChatBackend):
     def _input(
         self, messages: MessageInput | Iterable[MessageInput]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        if isinstance(messages, str):
-            prompt = messages
-        else:
-            coerced = coerce_messages(messages)
-            if len(coerced) != 1:
-                raise InvalidRequestError(
-                    f"a completion takes one prompt; got {len(coerced)} messages "
-                    "(use OpenAIChatBackend for a conversation)"
-                )
-            prompt = coerced[0].text
+        prompt = prompt_of(messages)
         return {"prompt": prompt}, {"prompt": prompt}
 
     def _sdk_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
