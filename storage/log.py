@@ -33,7 +33,7 @@ from sqlalchemy import Select, delete, exc, or_, select
 
 from synthora import bus
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
-from synthora.messages import BaseMessage
+from synthora.messages import BaseMessage, assistant
 from synthora.models.streams import close_abandoned_streams
 from synthora.storage.codec import batch_rows, events_from_row, without_content
 from synthora.storage.engines import Durability, make_engines, safe_url
@@ -343,7 +343,7 @@ class EventLog:
         elif isinstance(closing, ErrorEvent):
             output = closing.partial_output
         else:
-            output = BaseMessage(role="assistant", content="".join(text)) if text else None  # type: ignore[arg-type]
+            output = assistant("".join(text)) if text else None
         return Transcript(
             run=self.run(full),
             params=start.params if start else {},

@@ -259,11 +259,9 @@ def _trace(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _replay(args: argparse.Namespace, out: TextIO) -> int:
-    import synthora.telemetry  # noqa: PLC0415
     from synthora.bus import on_token  # noqa: PLC0415
 
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        synthora.telemetry.configure()
+    _trace_to_collector()
 
     def show(sender: object, /, *, event: Any, **_: Any) -> None:
         out.write(event.text)
@@ -445,12 +443,21 @@ def _get_json(url: str, auth: tuple[str, str] | None = None) -> Any:
             raise OSError(f"{url} did not answer JSON") from error
 
 
+def _trace_to_collector() -> bool:
+    """Trace over OTLP when a collector is set (``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
+    import synthora.telemetry  # noqa: PLC0415
+
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return False
+    synthora.telemetry.configure()
+    return True
+
+
 def _trace_to_console_or_collector() -> None:
     """OTLP when a collector is set; otherwise one line per span on stderr."""
     import synthora.telemetry  # noqa: PLC0415
 
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        synthora.telemetry.configure()
+    if _trace_to_collector():
         return
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import (  # noqa: PLC0415

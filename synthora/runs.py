@@ -24,7 +24,15 @@ from typing import Any
 from blinker import NamedSignal
 
 from synthora import bus
-from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
+from synthora.events import (
+    EndEvent,
+    ErrorEvent,
+    ErrorStage,
+    Event,
+    StartEvent,
+    TokenEvent,
+    Usage,
+)
 from synthora.ids import new_run_id
 from synthora.messages import BaseMessage, MessageChunk
 from synthora.types.node import Node
@@ -211,7 +219,7 @@ class Run:
         return self.close_with_end(partial, INTERRUPTED)
 
     def close_with_error(
-        self, exc: BaseException, stage: str, partial: BaseMessage | None = None
+        self, exc: BaseException, stage: ErrorStage, partial: BaseMessage | None = None
     ) -> ErrorEvent | None:
         if not self._claim():
             return None
@@ -225,7 +233,7 @@ class Run:
             message=scrub(str(exc)),
             status_code=status if isinstance(status, int) else None,
             code=None if code is None else scrub(str(code)),
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             partial_output=partial,
             duration_s=(time.perf_counter_ns() - self._started_ns) / 1e9,
             **self._envelope,
