@@ -2,9 +2,10 @@
 
 usage: python bench/run_all.py [--json bench-results.json] [--quick]
 
-Runs each script in its own process (stream_overhead, peers, scale, event_log, replay, and
-dashboards when PostgreSQL answers), prints their tables as they finish, and writes one JSON
-document: the commit, the date, the Python and package versions, and each script's figures.
+Runs each script in its own process (stream_overhead, peers, scale, event_log, durable_log,
+replay, and dashboards when PostgreSQL answers), prints their tables as they finish, and writes
+one JSON document: the commit, the date, the Python and package versions, and each script's
+figures.
 `--quick` runs every script at a small size (minutes, not tens of minutes).
 """
 
@@ -26,6 +27,7 @@ FULL: dict[str, list[str]] = {
     "peers": [],
     "scale": [],
     "event_log": [],
+    "durable_log": [],
     "replay": [],
 }
 QUICK: dict[str, list[str]] = {
@@ -33,6 +35,7 @@ QUICK: dict[str, list[str]] = {
     "peers": ["--tokens", "500", "--rounds", "3"],
     "scale": ["--levels", "1,10,100", "--tokens", "20"],
     "event_log": ["--events", "50000", "--read-events", "100000", "--rounds", "3"],
+    "durable_log": ["--runs", "100", "--rounds", "3"],
     "replay": ["--runs", "200"],
 }
 

@@ -7,10 +7,12 @@ and ``follow`` read it back. See `synthora.storage.log`.
 from synthora.storage.errors import RunNotFoundError, SchemaVersionError, StorageError
 from synthora.storage.log import DEFAULT_URL, EventLog, RunSummary, Transcript
 from synthora.storage.replay import ReplayBackend, ReplayedError, ReplayMissError
+from synthora.storage.writer import LogHealth
 
 __all__ = [
     "DEFAULT_URL",
     "EventLog",
+    "LogHealth",
     "ReplayBackend",
     "ReplayMissError",
     "ReplayedError",

@@ -13,10 +13,12 @@ U+FFFD (JSONB cannot hold one).
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal, assert_never
 
 import msgspec
+from sqlalchemy import Integer, String, Table
 
 from synthora.events import (
     EVENT_SCHEMA_VERSION,
@@ -29,10 +31,14 @@ from synthora.events import (
 )
 from synthora.messages import BaseMessage, ToolCall, ToolCallDelta
 from synthora.storage.errors import SchemaVersionError
+from synthora.storage.schema import events, runs
 from synthora.types.node import Node
 
 __all__ = [
+    "EVENT_COLUMNS",
+    "RUN_COLUMNS",
     "RunRows",
+    "Unstorable",
     "batch_rows",
     "events_from_row",
     "json_serializer",
@@ -40,6 +46,11 @@ __all__ = [
 ]
 
 INTERRUPTED = "interrupted"
+
+EVENT_COLUMNS = tuple(column.name for column in events.c if column.name != "position")
+"""Every row `batch_rows` makes for ``synthora_events`` has exactly these keys."""
+RUN_COLUMNS = tuple(column.name for column in runs.c)
+"""Every ``synthora_runs`` row it makes, started or ended, has exactly these keys."""
 
 
 class TokenPack(msgspec.Struct, array_like=True, frozen=True):
@@ -59,70 +70,105 @@ _encode_pack = msgspec.msgpack.Encoder().encode
 _decode_pack = msgspec.msgpack.Decoder(TokenPack).decode
 
 
+class Unstorable(msgspec.Struct, frozen=True, gc=False):
+    """An event that could not be stored as given, and what was stored instead.
+
+    ``stored_as`` is ``"repr"`` (values msgspec cannot encode were stored as their ``repr``),
+    ``"without content"`` (its message text was left out), or None: it was set aside, not stored.
+    """
+
+    event: Event
+    error: str
+    stored_as: Literal["repr", "without content"] | None
+
+
 class _PackBuilder:
     """Collects a run's consecutive tokens of one batch into one row."""
 
-    __slots__ = ("first", "last", "texts", "tool_calls", "ts")
+    __slots__ = ("tokens",)
 
     def __init__(self, first: TokenEvent) -> None:
-        self.first = self.last = first
-        self.ts = [0]
-        self.texts = [first.text]
-        self.tool_calls: list[tuple[int, tuple[ToolCallDelta, ...]]] = []
-        if first.tool_calls:
-            self.tool_calls.append((0, first.tool_calls))
+        self.tokens = [first]
 
     def add(self, event: TokenEvent) -> bool:
-        last = self.last
+        last = self.tokens[-1]
         if event.seq != last.seq + 1 or event.index != last.index + 1:
             return False
-        if event.tool_calls:
-            self.tool_calls.append((len(self.texts), event.tool_calls))
-        self.ts.append(event.ts - last.ts)
-        self.texts.append(event.text)
-        self.last = event
+        self.tokens.append(event)
         return True
 
-    def row(self) -> dict[str, Any]:
-        first = self.first
+    def rows(self, unstorable: list[Unstorable]) -> list[dict[str, Any]]:
+        """One packed row; should the pack not encode, a row per token, each stored as it can be."""
+        tokens = self.tokens
+        first = tokens[0]
+        previous = first.ts
+        deltas: list[int] = []
+        for token in tokens:
+            deltas.append(token.ts - previous)
+            previous = token.ts
         pack = TokenPack(
             node=first.node,
             parent_run_id=first.parent_run_id,
             trace_id=first.trace_id,
             span_id=first.span_id,
             first_index=first.index,
-            ts_deltas=self.ts,
-            texts=self.texts,
-            tool_calls=self.tool_calls,
+            ts_deltas=deltas,
+            texts=[token.text for token in tokens],
+            tool_calls=[(i, t.tool_calls) for i, t in enumerate(tokens) if t.tool_calls],
         )
         try:
-            encoded = _encode_pack(pack)
-        except UnicodeEncodeError:
-            encoded = _encode_pack(_sanitized(pack))
-        return {
-            **_envelope_columns(first),
-            "seq": first.seq,
-            "last_seq": self.last.seq,
-            "kind": "tokens",
-            "body": None,
-            "pack": encoded,
-        }
+            try:
+                encoded = _encode_pack(pack)
+            except UnicodeEncodeError:
+                encoded = _encode_pack(_sanitized(pack))
+        except (TypeError, ValueError, OverflowError):
+            return [row for token in tokens if (row := _body_row(token, unstorable)) is not None]
+        return [_event_row(first, "tokens", tokens[-1].seq, None, encoded)]
 
 
 class RunRows(msgspec.Struct):
-    """What one write batch does to the database, in order."""
+    """What one write batch does to the database, in order, and what it could not store."""
 
     events: list[dict[str, Any]]
     started: list[dict[str, Any]]
     ended: list[dict[str, Any]]
+    count: int = 0
+    """How many events the rows hold (a packed row holds many)."""
+    unstorable: list[Unstorable] = []
+
+    def one_by_one(self) -> Iterator[RunRows]:
+        """Each event row with the projection row it implies: the unit a refused batch is
+        retried in, so one row the database refuses costs only its own event, and a run's
+        projection never disagrees with its stored events."""
+        started = {row["run_id"]: row for row in self.started}
+        ended = {row["run_id"]: row for row in self.ended}
+        for row in self.events:
+            run_id = row["run_id"]
+            match row["kind"]:
+                case "start":
+                    opened = started.get(run_id) or ended[run_id] | _RUNNING
+                    yield RunRows([row], [opened], [], 1)
+                case "end" | "error":
+                    yield RunRows([row], [], [ended[run_id]], 1)
+                case "tokens" | "token":
+                    yield RunRows([row], [], [], row["last_seq"] - row["seq"] + 1)
+                case kind:
+                    raise AssertionError(f"unknown row kind {kind!r}")
 
 
 def batch_rows(batch: Iterable[Event]) -> RunRows:
-    """The rows for a batch of events, in emission order."""
+    """The rows for a batch of events, in emission order; a run started and ended within the
+    batch gets one projection row, written once.
+
+    An event that cannot be encoded as given is stored as close as it can be (see `Unstorable`)
+    or, failing that, left out; either way it is listed in ``unstorable`` and the rest of the
+    batch is unaffected.
+    """
     rows: list[dict[str, Any] | _PackBuilder] = []
     packs: dict[str, _PackBuilder] = {}
-    started: list[dict[str, Any]] = []
+    started: dict[str, dict[str, Any]] = {}
     ended: list[dict[str, Any]] = []
+    unstorable: list[Unstorable] = []
     for event in batch:
         if isinstance(event, TokenEvent):
             builder = packs.get(event.run_id)
@@ -131,25 +177,29 @@ def batch_rows(batch: Iterable[Event]) -> RunRows:
                 rows.append(builder)
             continue
         packs.pop(event.run_id, None)
-        rows.append(
-            {
-                **_envelope_columns(event),
-                "seq": event.seq,
-                "last_seq": event.seq,
-                "kind": event.kind,
-                "body": event.to_dict(),
-                "pack": None,
-            }
-        )
-        if isinstance(event, StartEvent):
-            started.append(_started_run(event))
+        row = _body_row(event, unstorable)
+        if row is None:
+            continue
+        rows.append(row)
+        match event:
+            case StartEvent():
+                started[event.run_id] = _started_run(event)
+            case EndEvent() | ErrorEvent():
+                closing = _ended_run(event)
+                opened = started.pop(event.run_id, None)
+                if opened is not None:  # started and ended in this batch: one row, one upsert
+                    closing = opened | {name: closing[name] for name in CLOSING_COLUMNS}
+                ended.append(closing)
+            case _:
+                assert_never(event)
+    flat: list[dict[str, Any]] = []
+    for made in rows:
+        if isinstance(made, _PackBuilder):
+            flat += made.rows(unstorable)
         else:
-            ended.append(_ended_run(event))
-    return RunRows(
-        events=[r.row() if isinstance(r, _PackBuilder) else r for r in rows],
-        started=started,
-        ended=ended,
-    )
+            flat.append(made)
+    count = sum(row["last_seq"] - row["seq"] + 1 for row in flat)
+    return RunRows(flat, list(started.values()), ended, count, unstorable)
 
 
 def events_from_row(row: Mapping[str, Any]) -> Iterator[Event]:
@@ -177,6 +227,80 @@ def events_from_row(row: Mapping[str, Any]) -> Iterator[Event]:
         )
 
 
+def _body_row(event: Event, unstorable: list[Unstorable]) -> dict[str, Any] | None:
+    """`event` as a row with its dict in ``body``, as close to it as can be encoded."""
+    try:
+        body = event.to_dict()
+    except (TypeError, ValueError, OverflowError) as error:
+        found = _storable_body(event, error)
+        unstorable.append(found[1])
+        if found[0] is None:
+            return None
+        body = found[0]
+    return _event_row(event, event.kind, event.seq, body, None)
+
+
+def _storable_body(event: Event, error: Exception) -> tuple[dict[str, Any] | None, Unstorable]:
+    """The closest body that encodes and reads back: unencodable values as their ``repr``,
+    else the event without its content, else none."""
+    reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    attempts: tuple[tuple[Literal["repr", "without content"], Callable[[], Any]], ...] = (
+        ("repr", lambda: msgspec.to_builtins(event, enc_hook=repr)),
+        ("without content", lambda: without_content(event).to_dict()),
+    )
+    for stored_as, attempt in attempts:
+        try:
+            body: dict[str, Any] = attempt()
+            event_from_dict(body)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        return body, Unstorable(event, reason, stored_as)
+    return None, Unstorable(event, reason, None)
+
+
+def _text_limits(table: Table) -> tuple[tuple[str, int], ...]:
+    """The bounded text columns of `table` that may be shortened to fit (ids never are)."""
+    return tuple(
+        (column.name, column.type.length)
+        for column in table.c
+        if isinstance(column.type, String)
+        and column.type.length
+        and not column.name.endswith("_id")
+    )
+
+
+def _count_columns(table: Table) -> tuple[str, ...]:
+    """The nullable 32-bit integer columns of `table`: counts and statuses a server reports."""
+    return tuple(
+        column.name
+        for column in table.c
+        if column.nullable and type(column.type) is Integer and not column.primary_key
+    )
+
+
+_EVENT_TEXTS = _text_limits(events)
+_RUN_TEXTS = _text_limits(runs)
+_RUN_COUNTS = _count_columns(runs)
+_INT4 = range(-(2**31), 2**31)
+
+
+def _fitted(
+    row: dict[str, Any], texts: tuple[tuple[str, int], ...], counts: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`row` made to fit its columns on every database: a text longer than its column is cut
+    to it, a count outside a 32-bit integer (no server counts that far) is stored as NULL. The
+    event's body keeps the exact values; only the indexed columns are fitted."""
+    for name, limit in texts:
+        value = row[name]
+        if value is not None and len(value) > limit:
+            row[name] = value[:limit]
+    for name in counts:
+        value = row[name]
+        if value is not None and value not in _INT4:
+            row[name] = None
+    return row
+
+
 def _upcast(body: dict[str, Any], version: int) -> dict[str, Any]:
     """Older stored events, upgraded to the current shape (none yet: version 1 is the first)."""
     if version > EVENT_SCHEMA_VERSION:
@@ -187,20 +311,37 @@ def _upcast(body: dict[str, Any], version: int) -> dict[str, Any]:
     return body
 
 
-def _envelope_columns(event: Event) -> dict[str, Any]:
-    node = event.node
-    return {
-        "run_id": event.run_id,
-        "ts": event.ts,
-        "schema_version": EVENT_SCHEMA_VERSION,
-        "node_name": node.name,
-        "node_type": node.type.value,
-        "node_path": node.path,
-        "parent_run_id": event.parent_run_id,
-        "trace_id": event.trace_id,
-        "span_id": event.span_id,
-        "model": event.model if isinstance(event, StartEvent) else None,
-    }
+@functools.lru_cache(maxsize=1024)
+def _node_columns(node: Node) -> tuple[str, str, str]:
+    """Name, type and path of a node: every event of a run carries the same one."""
+    return node.name, node.type.value, node.path
+
+
+def _event_row(
+    event: Event, kind: str, last_seq: int, body: dict[str, Any] | None, pack: bytes | None
+) -> dict[str, Any]:
+    """A ``synthora_events`` row: `event`'s envelope, from its seq to `last_seq`."""
+    name, type_, path = _node_columns(event.node)
+    return _fitted(
+        {
+            "run_id": event.run_id,
+            "seq": event.seq,
+            "last_seq": last_seq,
+            "kind": kind,
+            "ts": event.ts,
+            "schema_version": EVENT_SCHEMA_VERSION,
+            "node_name": name,
+            "node_type": type_,
+            "node_path": path,
+            "parent_run_id": event.parent_run_id,
+            "trace_id": event.trace_id,
+            "span_id": event.span_id,
+            "model": event.model if isinstance(event, StartEvent) else None,
+            "body": body,
+            "pack": pack,
+        },
+        _EVENT_TEXTS,
+    )
 
 
 def _utc(ns: int) -> datetime.datetime:
@@ -208,46 +349,48 @@ def _utc(ns: int) -> datetime.datetime:
 
 
 def _run_identity(event: Event) -> dict[str, Any]:
-    node = event.node
+    name, type_, path = _node_columns(event.node)
     return {
         "run_id": event.run_id,
         "parent_run_id": event.parent_run_id,
-        "node_name": node.name,
-        "node_type": node.type.value,
-        "node_path": node.path,
+        "node_name": name,
+        "node_type": type_,
+        "node_path": path,
         "trace_id": event.trace_id,
         "span_id": event.span_id,
     }
 
 
 def _started_run(event: StartEvent) -> dict[str, Any]:
-    return {
-        **_run_identity(event),
-        "status": "running",
-        "operation": event.operation,
-        "service": event.service,
-        "backend": event.backend,
-        "model": event.model,
-        "stream": event.stream,
-        "started_at": _utc(event.ts),
-    }
+    return _fitted(
+        {
+            **_run_identity(event),
+            **_NOT_CLOSED,
+            "status": "running",
+            "operation": event.operation,
+            "service": event.service,
+            "backend": event.backend,
+            "model": event.model,
+            "stream": event.stream,
+            "started_at": _utc(event.ts),
+        },
+        _RUN_TEXTS,
+    )
 
 
 def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
-    """The run's closing columns; the identity columns only matter if its start was not stored."""
+    """The run's closing columns; the others only matter if its start was not stored."""
     ended = {
         **_run_identity(event),
+        **_NOT_CLOSED,
         "operation": "",
+        "service": "",
+        "backend": "",
+        "model": "",
+        "stream": False,
         "started_at": _utc(event.ts - int(event.duration_s * 1e9)),
         "ended_at": _utc(event.ts),
         "duration_s": event.duration_s,
-        "time_to_first_token_s": None,
-        "input_tokens": None,
-        "output_tokens": None,
-        "finish_reason": None,
-        "error_type": None,
-        "error_message": None,
-        "status_code": None,
     }
     if isinstance(event, EndEvent):
         usage = event.usage
@@ -265,7 +408,7 @@ def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
             "error_message": event.message,
             "status_code": event.status_code,
         }
-    return ended
+    return _fitted(ended, _RUN_TEXTS, _RUN_COUNTS)
 
 
 CLOSING_COLUMNS = (
@@ -281,6 +424,9 @@ CLOSING_COLUMNS = (
     "status_code",
 )
 """The ``synthora_runs`` columns an end or error event sets on its run."""
+
+_NOT_CLOSED: dict[str, Any] = dict.fromkeys(CLOSING_COLUMNS[1:])
+_RUNNING: dict[str, Any] = {**_NOT_CLOSED, "status": "running"}
 
 
 # -- content control ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, get_args
 
 import msgspec
 from blinker import ANY
@@ -40,13 +40,16 @@ from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError
 from synthora.storage.migrate import upgrade
 from synthora.storage.schema import events, runs
-from synthora.storage.writer import OnFull, Writer, write
+from synthora.storage.spool import Spool, default_spool_path
+from synthora.storage.statements import WriteStatements
+from synthora.storage.writer import LogHealth, OnFull, Writer
 
 __all__ = ["DEFAULT_URL", "EventLog", "RunSummary", "Transcript"]
 
 logger = logging.getLogger("synthora.storage")
 
 DEFAULT_URL = "sqlite:///synthora.db"
+_EVENT_TYPES = get_args(Event)
 _READ_BUFFER = 1000
 _WRITE_BATCH = 5000
 _EXIT_FLUSH_S = 5.0
@@ -97,10 +100,15 @@ class EventLog:
     """An append-only SQL log of run events: SQLite by default, PostgreSQL at scale.
 
     `url` is any SQLAlchemy URL. `redact` may rewrite an event before it is written (it runs on
-    the writer thread); if it raises, the event is stored without content rather than
-    unredacted. ``store_content=False`` stores no message text at all. When the queue holds
-    `max_queue` events, the caller waits for room (``on_full="wait"``, nothing lost) or the event
-    is dropped and counted (``on_full="drop"``).
+    the writer thread) or return None to leave the event out; if it raises or returns anything
+    else, the event is stored without content rather than unredacted, and the failure counted.
+    ``store_content=False`` stores no message text at all. When the queue holds `max_queue`
+    events, the caller waits for room (``on_full="wait"``, nothing lost) or the event is dropped
+    and counted (``on_full="drop"``).
+
+    While the database cannot be reached, runs are committed to the `spool`, a local file
+    (default: `default_spool_path`; False: none, and runs wait in memory), and forwarded in order
+    once it answers, by this log or the next one opened for the same database.
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class EventLog:
         flush_interval: float = 0.05,
         max_queue: int = 100_000,
         on_full: OnFull = "wait",
+        spool: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
         self.url = url or os.environ.get("SYNTHORA_DB") or DEFAULT_URL
         self._redact = redact
@@ -129,13 +138,18 @@ class EventLog:
                     f"cannot open the event log at {safe_url(self.url)}: {_reason(error)}"
                 ) from error
             raise
+        self._statements = WriteStatements(self._writer_engine)
+        if spool is None:
+            spool = default_spool_path(self.url)
         self._writer = Writer(
             self._writer_engine,
+            self._statements,
             prepare=self._prepare,
             batch_size=batch_size,
             flush_interval=flush_interval,
             max_queue=max_queue,
             on_full=on_full,
+            spool=None if spool is False else Spool(spool, durability),
         )
         self._receivers: list[tuple[Any, Callable[..., Any], Any]] = []
         self._closed = False
@@ -155,13 +169,17 @@ class EventLog:
             if not replayed:
                 writer.put(event)
 
+        def store_start(sender: Any, /, *, event: Event, replayed: bool = False, **_: Any) -> None:
+            if not replayed:
+                writer.put(event)
+
         def store_closing(
             sender: Any, /, *, event: Event, replayed: bool = False, **_: Any
         ) -> concurrent.futures.Future[None] | None:
             return None if replayed else writer.put_closing(event)
 
         for signal, receiver in (
-            (bus.on_start, store),
+            (bus.on_start, store_start),
             (bus.on_token, store),
             (bus.on_end, store_closing),
             (bus.on_error, store_closing),
@@ -193,6 +211,14 @@ class EventLog:
                 left,
                 safe_url(self.url),
             )
+        health = self._writer.health()
+        if health.spooled:
+            logger.warning(
+                "synthora: %d events wait in the spool %s; the next EventLog for %s forwards them",
+                health.spooled,
+                health.spool,
+                safe_url(self.url),
+            )
         self._writer_engine.dispose()
         self._reader_engine.dispose()
         _open_logs.discard(self)
@@ -213,15 +239,21 @@ class EventLog:
         """Events dropped because the queue was full (only with ``on_full="drop"``)."""
         return self._writer.dropped
 
-    def _prepare(self, event: Event) -> Event:
+    def health(self) -> LogHealth:
+        """How the writer is doing: alive, queued, spooled, stored, set aside, failed commits."""
+        return self._writer.health()
+
+    def _prepare(self, event: Event) -> Event | None:
+        """The event as it is to be stored, or None to leave it out; raises if the hook fails."""
         if self._redact is not None:
-            try:
-                event = self._redact(event)
-            except Exception:
-                logger.exception(
-                    "synthora: redact hook failed; the event is stored without content"
+            redacted: object = self._redact(event)
+            if redacted is None:
+                return None
+            if not isinstance(redacted, _EVENT_TYPES):
+                raise TypeError(
+                    f"redact= must return an event or None, not {type(redacted).__name__}"
                 )
-                return without_content(event)
+            event = redacted
         return event if self._store_content else without_content(event)
 
     # -- reading -------------------------------------------------------------------------------
@@ -384,10 +416,15 @@ class EventLog:
             self._write_now(batch)
 
     def _write_now(self, batch: list[Event]) -> None:
+        rows = batch_rows(p for e in batch if (p := self._prepare(e)) is not None)
+        dbapi = self._writer_engine.dialect.loaded_dbapi
         try:
-            with self._writer_engine.begin() as connection:
-                write(connection, batch_rows(self._prepare(e) for e in batch))
-        except exc.SQLAlchemyError as error:
+            connection = self._writer_engine.raw_connection()
+            try:
+                self._statements.write(connection, rows)
+            finally:
+                connection.close()
+        except (exc.SQLAlchemyError, dbapi.Error) as error:
             raise StorageError(f"cannot write to {safe_url(self.url)}: {_reason(error)}") from error
 
     def prune(self, before: datetime.datetime) -> int:
@@ -433,7 +470,7 @@ class EventLog:
         self._reader_engine.dispose(close=False)
 
 
-def _reason(error: exc.SQLAlchemyError) -> str:
+def _reason(error: Exception) -> str:
     original = getattr(error, "orig", None)
     return str(original or error).strip().splitlines()[0]
 

@@ -386,14 +386,22 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _check_log(args: argparse.Namespace) -> tuple[bool, str]:
+    from synthora.storage.engines import safe_url  # noqa: PLC0415
     from synthora.storage.schema import SCHEMA_REVISION  # noqa: PLC0415
 
     try:
         with _open_log(args, create=True) as log:
+            log.flush(timeout=30)  # opening a log forwards what an earlier process spooled
+            health = log.health()
             stored = "runs stored" if any(True for _ in log.runs(limit=1)) else "no runs yet"
-            return True, f"event log {log.url}: schema {SCHEMA_REVISION}, {stored}"
     except SynthoraError as error:
         return False, f"event log: {error}"
+    line = f"event log {safe_url(log.url)}: schema {SCHEMA_REVISION}, {stored}"
+    if health.stored:
+        line += f", {health.stored} spooled events forwarded from {health.spool}"
+    if health.spooled:
+        return False, f"{line}; {health.spooled} events still wait in {health.spool}"
+    return True, line
 
 
 def _check_jaeger(jaeger: str) -> tuple[bool, str]:

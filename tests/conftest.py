@@ -27,6 +27,14 @@ from synthora.testing import capture_events
 from synthora.testing.server import Behaviour, OpenAICompatibleServer
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spool_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Spools go to a folder of the test session's, not the user's cache (workers inherit it)."""
+    folder = tmp_path_factory.mktemp("spool")
+    os.environ["SYNTHORA_SPOOL_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[OpenAICompatibleServer]:
     with OpenAICompatibleServer() as srv:

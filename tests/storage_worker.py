@@ -1,10 +1,12 @@
 """A child process for the storage tests: streamed runs against the test server, into a log.
 
-usage: python tests/storage_worker.py runs|crash|abandon DB_URL BASE_URL COUNT
+usage: python tests/storage_worker.py runs|crash|abandon|outage DB_URL BASE_URL COUNT
 ``runs`` does COUNT streamed runs and exits; ``crash`` does COUNT runs, printing ``done RUN_ID``
 after each returns, then starts a slow run, prints ``streaming RUN_ID`` once its first chunk is
 committed, and waits to be killed; ``abandon`` does the same but then simply exits, leaving the
-stream and the log open for the interpreter's exit to deal with.
+stream and the log open for the interpreter's exit to deal with; ``outage`` prints ``ready``,
+waits for a line (the test cuts the database meanwhile), does COUNT runs printing ``done RUN_ID``
+after each, prints ``spooled`` and waits to be killed.
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ def main(mode: str, db_url: str, base_url: str, count: int) -> None:
     backend = OpenAIChatBackend.default(
         "worker", api_key="worker-key", base_url=base_url, stream=True, max_retries=0
     )
+    if mode == "outage":
+        print("ready", flush=True)
+        sys.stdin.readline()  # the test cuts the database off, then says go
     for i in range(count):
         stream = backend.run(f"process {os.getpid()} run {i}")
         list(stream)
         if mode != "runs":
             print(f"done {stream.run_id}", flush=True)
-    if mode != "runs":
+    if mode == "outage":
+        print("spooled", flush=True)
+        sys.stdin.read()
+    if mode in ("crash", "abandon"):
         slow = OpenAIChatBackend.default(
             "slow-crash", api_key="worker-key", base_url=base_url, stream=True, max_retries=0
         )

@@ -28,6 +28,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             id="event-log",
         ),
         pytest.param(
+            "durable_log.py",
+            ["--runs", "4", "--rounds", "1", "--threads", "2"],
+            {"no log", "SQLite log"},
+            id="durable-log",
+        ),
+        pytest.param(
             "peers.py", ["--tokens", "20", "--rounds", "1"], {"us_per_chunk", "missing"}, id="peers"
         ),
         pytest.param("scale.py", ["--levels", "1,2", "--tokens", "5"], {"1", "2"}, id="scale"),

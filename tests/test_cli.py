@@ -19,6 +19,9 @@ from opentelemetry.sdk.trace import TracerProvider
 import synthora.telemetry
 from synthora.cli import main
 from synthora.storage import EventLog
+from synthora.storage.codec import batch_rows
+from synthora.storage.spool import Spool, default_spool_path
+from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
 
@@ -240,6 +243,22 @@ def test_doctor_all_wired(stored, jaeger_services, grafana):
     assert "runs stored" in log_line
     assert "up, 2 services, receiving from pytest" in jaeger_line
     assert "dashboard provisioned" in grafana_line
+
+
+def test_doctor_forwards_a_spool_left_behind(stored, jaeger_services, grafana, make_backend):
+    """A run spooled by a process that died during an outage: doctor forwards it and says so."""
+    GrafanaStandIn.dashboards = [{"uid": "synthora-runs", "title": "Synthora runs"}]
+    with capture_events() as captured:
+        make_backend(behaviour=Behaviour()).run("spooled while the database was down")
+    spool = Spool(default_spool_path(stored))
+    spool.append(batch_rows(captured))
+    spool.close()
+    status, out = cli("--db", stored, "doctor", "--jaeger", jaeger_services, "--grafana", grafana)
+    assert status == 0, out
+    log_line = out.splitlines()[0]
+    assert f"{len(captured)} spooled events forwarded" in log_line
+    status, out = cli("--db", stored, "show", captured[0].run_id)
+    assert "spooled while the database was down" in out
 
 
 def test_doctor_reports_what_is_missing(stored, grafana):

@@ -21,7 +21,7 @@ from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.storage import EventLog, RunNotFoundError, SchemaVersionError, StorageError
 from synthora.storage.codec import batch_rows
 from synthora.storage.schema import events as events_table
-from synthora.storage.writer import write
+from synthora.storage.statements import WriteStatements
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -167,9 +167,11 @@ def test_writes_are_idempotent(log_url, make_backend):
     with EventLog(log_url) as log:
         rows = batch_rows(captured)
         engine = create_engine(log_url)
+        statements = WriteStatements(engine)
         for _ in range(2):
-            with engine.begin() as connection:
-                write(connection, rows)
+            connection = engine.raw_connection()
+            statements.write(connection, rows)
+            connection.close()
         with engine.connect() as connection:
             count = connection.execute(select(func.count()).select_from(events_table)).scalar()
         engine.dispose()

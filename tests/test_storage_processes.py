@@ -121,8 +121,10 @@ def test_forked_child_writes_with_its_own_writer(log_url, make_backend):
     assert prompts == ["child after fork", "parent after fork", "parent before fork"]
 
 
-def test_postgres_outage_loses_nothing(make_backend, postgres_url):
-    """PostgreSQL unreachable for a while as runs stream: once back, every event arrives once."""
+@pytest.mark.parametrize("spool", [None, False], ids=["spooled", "held-in-memory"])
+def test_postgres_outage_loses_nothing(make_backend, postgres_url, spool):
+    """PostgreSQL unreachable for a while as runs stream: once back, every event arrives once,
+    whether the writer spooled them to disk or, with no spool, held them in memory."""
     url = postgres_url
     target = make_url(url)
     with TCPProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
@@ -130,7 +132,10 @@ def test_postgres_outage_loses_nothing(make_backend, postgres_url):
             hide_password=False
         )
         backend = make_backend(stream=True, durable_timeout=0.3)
-        with EventLog(proxied, flush_interval=0.01) as log, capture_events() as captured:
+        with (
+            EventLog(proxied, flush_interval=0.01, spool=spool) as log,
+            capture_events() as captured,
+        ):
             log.attach()
             list(backend.run("before the outage"))
             proxy.cut()

@@ -1,0 +1,303 @@
+"""The event-log writer never dies, never stalls the caller, and says how it is doing.
+
+Each trigger here once killed the writer thread for the rest of the process, or left the runs
+projection disagreeing with the stored events; each runs on SQLite and on a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+import pytest
+from sqlalchemy import make_url
+from tcp_proxy import TCPProxy
+from test_storage_processes import assert_complete, worker
+
+from synthora import Node, NodeType, bus, user
+from synthora.events import EndEvent, Event, StartEvent, TokenEvent
+from synthora.messages import BaseMessage
+from synthora.storage import EventLog
+from synthora.testing import capture_events
+from synthora.testing.server import Behaviour
+
+HUGE = 9_223_372_036_854_775_808  # 2**63: one past what a 64-bit integer column holds
+NODE = Node(name="hand-made", type=NodeType.MODEL)
+
+
+def reply_with_usage(prompt_tokens: int) -> Behaviour:
+    """A server whose (non-streamed) reply reports `prompt_tokens`."""
+    body = {
+        "id": "chatcmpl-huge",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "huge",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": 1},
+    }
+    return Behaviour(raw=(json.dumps(body).encode(),))
+
+
+def assert_writer_still_works(log: EventLog, make_backend) -> None:
+    """A normal run after the trouble is stored whole: the writer thread is alive."""
+    with capture_events() as captured:
+        make_backend().run("after the trouble")
+    assert list(log.events(captured[0].run_id)) == captured
+    assert log.health().writer_alive
+
+
+def emit(*events: Event) -> None:
+    """Send events as a run would, waiting on the durability barriers a closing one returns."""
+    for event in events:
+        for result in bus.dispatch(bus.signals[event.kind], None, event=event):
+            if isinstance(result, concurrent.futures.Future):
+                result.result(timeout=10)
+
+
+# -- one bad event -----------------------------------------------------------------------------
+
+
+def test_unencodable_content_is_stored_as_its_repr(log, make_backend):
+    """Message content msgspec cannot encode: the caller gets the SDK's TypeError, the start is
+    stored with the value's repr, and the writer goes on."""
+    opaque = object()
+    with pytest.raises(TypeError):
+        make_backend().run([BaseMessage(role=user("x").role, content=opaque)])
+    (failed,) = log.runs()
+    assert failed.status == "error"
+    start = next(log.events(failed.run_id))
+    assert isinstance(start, StartEvent)
+    assert start.messages is not None
+    assert start.messages[0].content == repr(opaque)
+    assert_writer_still_works(log, make_backend)
+    assert log.health().set_aside == 0
+
+
+def test_usage_too_large_for_a_column(log, make_backend):
+    """A server reporting 2**63 prompt tokens: the end event keeps the exact figure, the runs
+    projection (a 32-bit column) says NULL, and the run is not left 'running'."""
+    make_backend(behaviour=reply_with_usage(HUGE)).run("count me")
+    (summary,) = log.runs()
+    assert summary.status == "ok"
+    assert summary.input_tokens is None
+    assert summary.output_tokens == 1
+    end = list(log.events(summary.run_id))[-1]
+    assert isinstance(end, EndEvent)
+    assert end.usage is not None
+    assert end.usage.input_tokens == HUGE
+    assert_writer_still_works(log, make_backend)
+
+
+def test_a_refused_row_costs_only_its_own_event(log):
+    """In one write group, an event the database refuses (a timestamp past 64 bits) is set aside
+    and counted; every other event of the group is stored, and the refused run's projection
+    follows what was stored (its end is, so it is not 'running')."""
+    good, bad = "run-good", "run-bad"
+    emit(
+        StartEvent(run_id=good, seq=0, ts=1_000, node=NODE, operation="chat", model="m"),
+        StartEvent(run_id=bad, seq=0, ts=HUGE, node=NODE, operation="chat", model="m"),
+        TokenEvent(run_id=good, seq=1, ts=2_000, node=NODE, index=0, text="hi"),
+    )
+    with capture_events() as closing:
+        emit(
+            EndEvent(run_id=good, seq=2, ts=3_000, node=NODE, finish_reason="stop"),
+            EndEvent(run_id=bad, seq=1, ts=3_000, node=NODE, finish_reason="stop"),
+        )
+    assert log.flush(timeout=10)
+    assert [e.kind for e in log.events(good)] == ["start", "token", "end"]
+    assert list(log.events(bad)) == [closing[1]]
+    assert log.run(good).status == "ok"
+    assert log.run(bad).status == "ok"
+    health = log.health()
+    assert health.set_aside == 1
+    assert health.writer_alive
+
+
+# -- the redact hook ---------------------------------------------------------------------------
+
+
+def test_redact_returning_none_leaves_the_event_out(log_url, make_backend):
+    """redact= returning None drops that event on purpose; the rest of the run is stored."""
+
+    def no_tokens(event: Event) -> Event | None:
+        return None if isinstance(event, TokenEvent) else event
+
+    with EventLog(log_url, redact=no_tokens) as log:
+        log.attach()
+        with capture_events() as captured:
+            list(make_backend(stream=True).run("quiet"))
+        (summary,) = log.runs()
+        assert [e.kind for e in log.events(summary.run_id)] == ["start", "end"]
+        assert summary.status == "ok"
+        assert log.health().filtered == sum(isinstance(e, TokenEvent) for e in captured)
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        pytest.param(lambda event: event.to_dict(), id="returns-a-dict"),
+        pytest.param(lambda event: 1 / 0, id="raises"),
+    ],
+)
+def test_broken_redact_hook_stores_without_content_and_warns_once(
+    log_url, make_backend, caplog, hook
+):
+    """A hook that raises or returns a non-event: every event is stored without content (never
+    unredacted), the failures are counted, and the warning is logged once, not per event."""
+    backend = make_backend()
+    with (
+        caplog.at_level(logging.WARNING, logger="synthora.storage"),
+        EventLog(log_url, redact=hook) as log,
+    ):
+        log.attach()
+        for n in range(3):
+            backend.run(f"confidential {n}")
+        stored = [list(log.events(s.run_id)) for s in log.runs()]
+        health = log.health()
+    assert len(stored) == 3
+    assert all(events[-1].kind == "end" for events in stored)
+    assert "confidential" not in repr(stored)
+    assert health.hook_failures == sum(len(events) for events in stored)
+    warnings = [r for r in caplog.records if "redact hook failed" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+def test_health_counts_what_was_stored(log_url, make_backend):
+    """health() reads the writer: alive, nothing queued or spooled, every event counted."""
+    with EventLog(log_url) as log:
+        log.attach()
+        with capture_events() as captured:
+            list(make_backend(stream=True).run("count"))
+        health = log.health()
+        assert health.writer_alive
+        assert (health.queued, health.spooled, health.set_aside) == (0, 0, 0)
+        assert health.stored == len(captured)
+        assert health.last_error is None
+        assert msgspec.json.decode(msgspec.json.encode(health))["stored"] == len(captured)
+    assert not log.health().writer_alive
+
+
+def test_idle_writer_commits_a_closing_run_at_once(log_url, make_backend):
+    """With a long flush interval, a run still returns at once, committed: its close is never
+    left waiting for the writer's next round."""
+    with EventLog(log_url, flush_interval=30) as log:
+        log.attach()
+        began = time.monotonic()
+        with capture_events() as captured:
+            make_backend().run("now")
+        assert time.monotonic() - began < 5
+        assert list(log.events(captured[0].run_id)) == captured
+
+
+# -- a database that cannot be reached ---------------------------------------------------------
+
+
+@contextmanager
+def proxied(url: str) -> Iterator[tuple[TCPProxy, str]]:
+    """A TCP proxy in front of the test PostgreSQL, and the URL that goes through it."""
+    target = make_url(url)
+    with TCPProxy((target.host or "127.0.0.1", target.port or 5432)) as proxy:
+        yield (
+            proxy,
+            target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+        )
+
+
+def test_outage_never_stalls_a_run(make_backend, postgres_url):
+    """PostgreSQL cut off for 10 s while runs go on: each run returns within 1 s (its events
+    are spooled to a local file), and once the database is back every event of every run is
+    in PostgreSQL exactly once, in order."""
+    backend = make_backend(stream=True)
+    with (
+        proxied(postgres_url) as (proxy, url),
+        EventLog(url) as log,
+        capture_events() as captured,
+    ):
+        log.attach()
+        list(backend.run("before the outage"))
+        proxy.cut()
+        longest, count = 0.0, 0
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            began = time.monotonic()
+            list(backend.run(f"during the outage {count}"))
+            longest = max(longest, time.monotonic() - began)
+            count += 1
+            time.sleep(0.05)  # a steady trickle of runs, as an application makes them
+        during = log.health()
+        proxy.restore()
+        assert log.flush(timeout=60)
+        assert longest < 1.0
+        assert during.spooled > 0
+        assert during.last_error is not None
+        summaries = list(log.runs())
+        assert len(summaries) == count + 1
+        for summary in summaries:
+            assert list(log.events(summary.run_id)) == [
+                e for e in captured if e.run_id == summary.run_id
+            ]
+        assert log.health().spooled == 0
+
+
+def test_a_long_outage_keeps_memory_bounded(postgres_url):
+    """50,000 token events emitted while the database is cut off, with room for 1,000 in
+    memory: none is dropped, the queue never holds more than its bound, the spool holds them,
+    and they all arrive once the database is back."""
+    tokens = 50_000
+    with proxied(postgres_url) as (proxy, url), EventLog(url, max_queue=1000) as log:
+        log.attach()
+        proxy.cut()
+        emit(StartEvent(run_id="long-outage", seq=0, ts=1, node=NODE, operation="chat"))
+        most_queued = 0
+        for i in range(tokens):
+            emit(TokenEvent(run_id="long-outage", seq=i + 1, ts=2 + i, node=NODE, index=i))
+            if i % 5000 == 0:
+                most_queued = max(most_queued, log.health().queued)
+        emit(EndEvent(run_id="long-outage", seq=tokens + 1, ts=tokens + 2, node=NODE))
+        spooled = log.health()
+        proxy.restore()
+        assert log.flush(timeout=120)
+        assert most_queued <= 1000
+        assert (spooled.queued, spooled.spooled, spooled.dropped) == (0, tokens + 2, 0)
+        assert sum(1 for _ in log.events("long-outage")) == tokens + 2
+        assert log.run("long-outage").status == "ok"
+
+
+def test_spool_of_a_killed_process_is_drained_by_the_next(server, postgres_url):
+    """A process that spooled its runs during an outage is killed; the next EventLog opened for
+    the same database forwards them: every run that returned is stored whole, once."""
+    with proxied(postgres_url) as (proxy, url):
+        with worker("outage", url, server.base_url, 5) as child:
+            assert child.stdin is not None
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+            proxy.cut()
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            finished = []
+            for line in child.stdout:
+                if line.strip() == "spooled":
+                    break
+                finished.append(line.split()[1])
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+        proxy.restore()
+        with EventLog(url) as log:
+            assert log.flush(timeout=30)
+            assert len(finished) == 5
+            for run_id in finished:
+                assert log.run(run_id).status == "ok"
+                assert_complete(log, run_id)
+            assert log.health().spooled == 0
