@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, assert_never
 
@@ -65,6 +66,9 @@ class TokenPack(msgspec.Struct, array_like=True, frozen=True):
     texts: list[str]
     tool_calls: list[tuple[int, tuple[ToolCallDelta, ...]]] = []
 
+
+_UNENCODABLE = (TypeError, ValueError, OverflowError)
+"""What encoding a value msgspec, the standard library or a column cannot hold raises."""
 
 _encode_pack = msgspec.msgpack.Encoder().encode
 _decode_pack = msgspec.msgpack.Decoder(TokenPack).decode
@@ -121,9 +125,9 @@ class _PackBuilder:
                 encoded = _encode_pack(pack)
             except UnicodeEncodeError:
                 encoded = _encode_pack(_sanitized(pack))
-        except (TypeError, ValueError, OverflowError):
-            return [row for token in tokens if (row := _body_row(token, unstorable)) is not None]
-        return [_event_row(first, "tokens", tokens[-1].seq, None, encoded)]
+            return [_event_row(first, "tokens", tokens[-1].seq, None, encoded)]
+        except _UNENCODABLE:
+            return [row for token in tokens if (row := _token_row(token, unstorable)) is not None]
 
 
 class RunRows(msgspec.Struct):
@@ -177,21 +181,22 @@ def batch_rows(batch: Iterable[Event]) -> RunRows:
                 rows.append(builder)
             continue
         packs.pop(event.run_id, None)
-        row = _body_row(event, unstorable)
-        if row is None:
+        try:
+            row = _body_row(event, unstorable)
+            if row is None:
+                continue
+            projection = _projection(event)
+        except _UNENCODABLE as error:  # e.g. a timestamp past year 9999: only this event
+            unstorable.append(Unstorable(event, _reason(error), None))
             continue
         rows.append(row)
-        match event:
-            case StartEvent():
-                started[event.run_id] = _started_run(event)
-            case EndEvent() | ErrorEvent():
-                closing = _ended_run(event)
-                opened = started.pop(event.run_id, None)
-                if opened is not None:  # started and ended in this batch: one row, one upsert
-                    closing = opened | {name: closing[name] for name in CLOSING_COLUMNS}
-                ended.append(closing)
-            case _:
-                assert_never(event)
+        if projection["status"] == "running":
+            started[event.run_id] = projection
+            continue
+        opened = started.pop(event.run_id, None)
+        if opened is not None:  # started and ended in this batch: one row, one upsert
+            projection = opened | {name: projection[name] for name in CLOSING_COLUMNS}
+        ended.append(projection)
     flat: list[dict[str, Any]] = []
     for made in rows:
         if isinstance(made, _PackBuilder):
@@ -227,11 +232,28 @@ def events_from_row(row: Mapping[str, Any]) -> Iterator[Event]:
         )
 
 
+def _projection(event: StartEvent | EndEvent | ErrorEvent) -> dict[str, Any]:
+    """The ``synthora_runs`` row a start, end or error implies."""
+    match event:
+        case StartEvent():
+            return _started_run(event)
+        case EndEvent() | ErrorEvent():
+            return _ended_run(event)
+        case _:
+            assert_never(event)
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 def _body_row(event: Event, unstorable: list[Unstorable]) -> dict[str, Any] | None:
     """`event` as a row with its dict in ``body``, as close to it as can be encoded."""
     try:
+        if isinstance(event, EndEvent | ErrorEvent) and not math.isfinite(event.duration_s):
+            raise ValueError(f"duration_s is {event.duration_s}, which JSON cannot hold")
         body = event.to_dict()
-    except (TypeError, ValueError, OverflowError) as error:
+    except _UNENCODABLE as error:
         found = _storable_body(event, error)
         unstorable.append(found[1])
         if found[0] is None:
@@ -240,10 +262,19 @@ def _body_row(event: Event, unstorable: list[Unstorable]) -> dict[str, Any] | No
     return _event_row(event, event.kind, event.seq, body, None)
 
 
+def _token_row(token: TokenEvent, unstorable: list[Unstorable]) -> dict[str, Any] | None:
+    """A token that cannot ride in a pack, as a row of its own, or set aside."""
+    try:
+        return _body_row(token, unstorable)
+    except _UNENCODABLE as error:
+        unstorable.append(Unstorable(token, _reason(error), None))
+        return None
+
+
 def _storable_body(event: Event, error: Exception) -> tuple[dict[str, Any] | None, Unstorable]:
     """The closest body that encodes and reads back: unencodable values as their ``repr``,
     else the event without its content, else none."""
-    reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    reason = _reason(error)
     attempts: tuple[tuple[Literal["repr", "without content"], Callable[[], Any]], ...] = (
         ("repr", lambda: msgspec.to_builtins(event, enc_hook=repr)),
         ("without content", lambda: without_content(event).to_dict()),
@@ -251,8 +282,8 @@ def _storable_body(event: Event, error: Exception) -> tuple[dict[str, Any] | Non
     for stored_as, attempt in attempts:
         try:
             body: dict[str, Any] = attempt()
-            event_from_dict(body)
-        except (TypeError, ValueError, OverflowError):
+            event_from_dict(msgspec.json.decode(_to_json(body)))  # reads back as stored
+        except _UNENCODABLE:
             continue
         return body, Unstorable(event, reason, stored_as)
     return None, Unstorable(event, reason, None)
@@ -380,6 +411,7 @@ def _started_run(event: StartEvent) -> dict[str, Any]:
 
 def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
     """The run's closing columns; the others only matter if its start was not stored."""
+    duration = event.duration_s if math.isfinite(event.duration_s) else None
     ended = {
         **_run_identity(event),
         **_NOT_CLOSED,
@@ -388,9 +420,9 @@ def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
         "backend": "",
         "model": "",
         "stream": False,
-        "started_at": _utc(event.ts - int(event.duration_s * 1e9)),
+        "started_at": _utc(event.ts - int(duration * 1e9) if duration else event.ts),
         "ended_at": _utc(event.ts),
-        "duration_s": event.duration_s,
+        "duration_s": duration,
     }
     if isinstance(event, EndEvent):
         usage = event.usage

@@ -24,12 +24,24 @@ __all__ = ["Durability", "make_engines", "safe_url"]
 Durability = Literal["normal", "full"]
 
 
+_SECRET_QUERY = ("password", "secret", "token", "key")
+"""Query parameters whose name holds one of these (``sslpassword``, ``sslkey``) are hidden."""
+
+_SERVER_TIMEOUTS = {"connect_timeout": 10, "keepalives_idle": 10, "keepalives_interval": 5}
+"""libpq's defaults wait forever for a server that went silent; the writer must notice, so it
+can spool. Given only where the URL does not set them."""
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL for messages: never with its password."""
+    """The URL for messages: never with its password, nor a query parameter naming a secret."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    hidden = {
+        name: "***" for name in parsed.query if any(word in name.lower() for word in _SECRET_QUERY)
+    }
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 def make_engines(url: str, durability: Durability) -> tuple[Engine, Engine]:
@@ -50,6 +62,9 @@ def make_engines(url: str, durability: Durability) -> tuple[Engine, Engine]:
     }
     try:
         if parsed.get_backend_name() != "sqlite":
+            if parsed.get_backend_name() == "postgresql":
+                timeouts = {k: v for k, v in _SERVER_TIMEOUTS.items() if k not in parsed.query}
+                options["connect_args"] = timeouts
             engine = create_engine(parsed, pool_pre_ping=True, **options)
             return engine, engine
         _check_sqlite_path(parsed)

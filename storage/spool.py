@@ -7,8 +7,8 @@ the barriers, and keeps retrying the database. Once it answers, the batches are 
 order, each committed to the database before it leaves the spool; since every write is
 idempotent on ``(run_id, seq)``, a batch forwarded twice (a crash between the two commits) is
 stored once. The file outlives the process: the next `EventLog` for the same database finds it
-and drains it. Several processes may share one spool; a batch is claimed under the spool's own
-write lock, so only one of them forwards it.
+and drains it. Several processes may share one spool: they append freely, and one at a time
+forwards (an exclusive lock on a lock file next to it).
 
 The rows are msgpack; a body (an event's dict) is kept as its JSON text, so that any value JSON
 can hold survives the trip, as large integers do.
@@ -17,9 +17,11 @@ can hold survives the trip, as large integers do.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from sqlalchemy import make_url
 from synthora.storage.codec import RunRows, json_serializer
 from synthora.storage.engines import Durability, safe_url
 
-__all__ = ["Spool", "default_spool_path"]
+__all__ = ["Forwarded", "Spool", "default_spool_path"]
 
 _to_json = json_serializer("sqlite")
 _encode = msgspec.msgpack.Encoder().encode
@@ -56,11 +58,20 @@ def default_spool_path(url: str) -> Path:
     return Path(folder) / f"{digest}.spool"
 
 
+class Forwarded(msgspec.Struct, frozen=True):
+    """What one `Spool.forward` did: events forwarded, events quarantined, whether it emptied."""
+
+    forwarded: int
+    unreadable: int
+    empty: bool
+
+
 class Spool:
     """Batches of rows waiting for the database, oldest first, in a local SQLite file.
 
     Used by the writer thread only (its connection is that thread's); `pending` opens its own.
-    The file is created on the first append, so a log that never saw an outage leaves none.
+    The file is created on the first append, readable by its owner only (it holds prompts and
+    replies), so a log that never saw an outage leaves none.
     """
 
     def __init__(self, path: str | os.PathLike[str], durability: Durability = "normal") -> None:
@@ -69,38 +80,60 @@ class Spool:
         self._connection: sqlite3.Connection | None = None
 
     def append(self, rows: RunRows) -> None:
-        """Commit `rows` to the spool (raises `OSError` or `sqlite3.Error` if it cannot)."""
-        stored = RunRows(
-            events=[_json_body(row) for row in rows.events],
-            started=rows.started,
-            ended=rows.ended,
-            count=rows.count,
+        """Commit `rows` to the spool. Raises `OSError` or `sqlite3.Error` if the file cannot
+        be written, `OverflowError` or `TypeError` if the rows cannot be encoded."""
+        stored = _encode(
+            RunRows(
+                events=[_json_body(row) for row in rows.events],
+                started=rows.started,
+                ended=rows.ended,
+                count=rows.count,
+            )
         )
-        with self._write() as connection:
+        with self._transaction() as connection:
             connection.execute(
-                "INSERT INTO batches (events, rows) VALUES (?, ?)", (rows.count, _encode(stored))
+                "INSERT INTO batches (events, rows) VALUES (?, ?)", (rows.count, stored)
             )
 
-    def forward(self, write: Callable[[RunRows], None]) -> int | None:
-        """Hand the oldest batch to `write` and remove it once `write` returned.
+    def forward(self, write: Callable[[RunRows], None], until: float) -> Forwarded:
+        """Hand batches, oldest first, to `write`, each removed once `write` returned, until
+        the spool is empty or the monotonic clock passes `until`. If `write` raises, its batch
+        stays first in line and the exception propagates.
 
-        Returns how many events it held, or None when the spool is empty. If `write` raises,
-        the batch stays, first in line.
+        One process forwards at a time (an exclusive lock on ``<spool>.lock``), so batches
+        reach the database in the order they were spooled; appends never wait for it. A batch
+        that cannot be decoded moves to the ``quarantine`` table, kept for inspection.
         """
         if self._connection is None and not self.path.exists():
-            return None
-        with self._write() as connection:
-            found = connection.execute(
-                "SELECT id, rows FROM batches ORDER BY id LIMIT 1"
-            ).fetchone()
-            if found is None:
-                return None
-            batch_id, blob = found
-            rows = _decode(blob)
-            rows.events = [_parsed_body(row) for row in rows.events]
-            write(rows)
-            connection.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-        return rows.count
+            return Forwarded(0, 0, empty=True)
+        connection = self._connection or self._open()
+        forwarded = unreadable = 0
+        with self._forwarding() as ours:
+            if not ours:  # another process is forwarding this spool
+                return Forwarded(0, 0, empty=False)
+            while True:
+                found = connection.execute(
+                    "SELECT id, events, rows FROM batches ORDER BY id LIMIT 1"
+                ).fetchone()
+                if found is None:
+                    return Forwarded(forwarded, unreadable, empty=True)
+                batch_id, count, blob = found
+                try:
+                    rows = _decode(blob)
+                    rows.events = [_parsed_body(row) for row in rows.events]
+                except (msgspec.DecodeError, TypeError, ValueError):
+                    with self._transaction():
+                        connection.execute(
+                            "INSERT INTO quarantine SELECT * FROM batches WHERE id = ?", (batch_id,)
+                        )
+                        connection.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                    unreadable += count
+                    continue
+                write(rows)
+                connection.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                forwarded += rows.count
+                if time.monotonic() >= until:
+                    return Forwarded(forwarded, unreadable, empty=False)
 
     def pending(self) -> int:
         """Events waiting in the spool, from every process that shares it."""
@@ -108,10 +141,10 @@ class Spool:
             return 0
         with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as connection:
             try:
-                (count,) = connection.execute("SELECT coalesce(sum(events), 0) FROM batches")
+                row = connection.execute("SELECT coalesce(sum(events), 0) FROM batches").fetchone()
             except sqlite3.OperationalError:  # created but not yet initialised by its writer
                 return 0
-        return int(count[0])
+        return int(row[0])
 
     def size(self) -> int:
         """Bytes the spool takes on disk, its write-ahead log included."""
@@ -131,7 +164,7 @@ class Spool:
         self._connection = None
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection or self._open()
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -141,17 +174,34 @@ class Spool:
             raise
         connection.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def _forwarding(self) -> Iterator[bool]:
+        descriptor = os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600
+        )
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(descriptor)  # closing the descriptor releases the lock
+
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))  # SQLite's files inherit it
         connection = sqlite3.connect(
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS batches ("
-            "id INTEGER PRIMARY KEY AUTOINCREMENT, events INTEGER NOT NULL, rows BLOB NOT NULL)"
-        )
+        for table in ("batches", "quarantine"):
+            connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "events INTEGER NOT NULL, rows BLOB NOT NULL)"
+            )
         self._connection = connection
         return connection
 

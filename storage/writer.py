@@ -7,7 +7,14 @@ one group, turns it into rows (`synthora.storage.codec`) and commits them in one
 run carries a `concurrent.futures.Future`, resolved once the group holding it is durable: the
 barrier ``run()`` waits on. The queue is FIFO, so everything earlier of that run is durable too.
 
-What can go wrong is contained to the smallest unit, and the thread never dies of it:
+On SQLite, a closing caller that finds the log idle commits its group itself, once, on its own
+connection (the *leader* of a group commit): it has to wait for that commit anyway, and doing it
+on its own thread saves two thread hand-offs (~60 µs each on a 2-core machine, more when the
+writer's core has gone idle). Anything unusual (the file locked by another process, any error,
+an interrupt) puts the group back at the head of the queue for the writer thread, which owns
+every policy below; a caller never waits on a server's network this way, nor on an event loop.
+
+What can go wrong is contained to the smallest unit, and the writer thread never dies of it:
 
 * a redact hook that raises (or returns something other than an event) costs that event its
   content, never its place in the log; returning None drops the event on purpose;
@@ -33,6 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import msgspec
@@ -51,19 +59,24 @@ logger = logging.getLogger("synthora.storage")
 
 OnFull = Literal["wait", "drop"]
 _Closing = tuple[Event, concurrent.futures.Future[None]]
+_Item = Event | _Closing
 _FIRST_BACKOFF_S = 0.05
 _MAX_BACKOFF_S = 1.0
 _DRAIN_SLICE_S = 0.1
+_LEADER_BUSY_MS = 20
+_LEADER_MAX_EVENTS = 512  # a larger group is the writer thread's: a caller commits small ones
 _DISTINCT_WARNINGS = 1000
+_UNSPOOLABLE = (OverflowError, TypeError, ValueError, msgspec.EncodeError)
 
 
 class LogHealth(msgspec.Struct, frozen=True, kw_only=True):
     """How an `EventLog`'s writer is doing, since the log was opened.
 
-    ``spooled`` counts the events waiting in the spool file (every process's), ``stored`` the
-    events this log committed to the database, ``set_aside`` the events it could not store in
-    any form, ``dropped`` those a full queue dropped (``on_full="drop"``), ``filtered`` those a
-    redact hook dropped by returning None, ``hook_failures`` the redact hook's failures.
+    ``queued`` counts the events in memory (waiting, or being retried), ``spooled`` the events
+    waiting in the spool file (every process's), ``stored`` the events this log committed to
+    the database, ``set_aside`` the events it could not store in any form, ``dropped`` those a
+    full queue dropped (``on_full="drop"``), ``filtered`` those a redact hook dropped by
+    returning None, ``hook_failures`` the redact hook's failures.
     """
 
     writer_alive: bool
@@ -84,6 +97,17 @@ class _Flush:
 
     def __init__(self) -> None:
         self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+
+@dataclass
+class _Group:
+    """A batch taken off the queue, its events prepared for storing."""
+
+    events: list[Event] = field(default_factory=list)
+    barriers: list[concurrent.futures.Future[None]] = field(default_factory=list)
+    flushes: list[concurrent.futures.Future[None]] = field(default_factory=list)
+    filtered: int = 0
+    hook_errors: list[BaseException] = field(default_factory=list)
 
 
 class _Unreachable(Exception):
@@ -113,6 +137,7 @@ class Writer:
         self._max_queue = max_queue
         self._on_full = on_full
         self._spool = spool
+        self._leads = statements.dialect == "sqlite"
         dbapi = engine.dialect.loaded_dbapi
         self._unreachable_errors: tuple[type[BaseException], ...] = (
             exc.OperationalError,
@@ -136,21 +161,23 @@ class Writer:
             self._start()
 
     def _reset(self) -> None:
-        self._queue: deque[Event | _Closing | _Flush] = deque()
+        self._queue: deque[_Item | _Flush] = deque()
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._stop = threading.Event()
+        self._committing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._connection: PoolProxiedConnection | None = None
+        self._leader_connection: PoolProxiedConnection | None = None
         self._flushes: list[concurrent.futures.Future[None]] = []
-        self._held: deque[tuple[RunRows, list[concurrent.futures.Future[None]]]] = deque()
-        self._committing = threading.Lock()
+        self._retrying = 0
+        self._abandoned = 0
         self._spooling = False
         self._retry_at = 0.0
         self._backoff = _FIRST_BACKOFF_S
 
-    # -- the caller's side: enqueue only -------------------------------------------------------
+    # -- the caller's side: enqueue, or lead an idle log's commit ------------------------------
 
     def put(self, event: Event) -> None:
         if len(self._queue) >= self._max_queue and not self._make_room():
@@ -161,14 +188,7 @@ class Writer:
             self._start()
 
     def put_closing(self, event: Event) -> concurrent.futures.Future[None]:
-        """Enqueue a run's last event; the future completes once it is durable.
-
-        When nothing is being committed, the closing caller commits the group itself (the
-        leader of a group commit): it has to wait for that commit anyway, and doing it on its
-        own thread saves two thread hand-offs (~60 µs each on a 2-core machine, more when the
-        writer's core has gone idle). Otherwise, or on an event loop's thread, which must never
-        block on I/O, the writer thread commits it with whatever else has queued meanwhile.
-        """
+        """Enqueue a run's last event; the future completes once it is durable."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._queue.append((event, future))
         if self._thread is None:
@@ -183,7 +203,10 @@ class Writer:
         if self._thread is None and not self._queue and not self._spooling:
             return True
         marker = _Flush()
-        self._enqueue_and_wake(marker)
+        self._queue.append(marker)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
         try:
             marker.future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -191,14 +214,15 @@ class Writer:
         return True
 
     def stop(self, timeout: float | None) -> int:
-        """Flush, then end the thread; returns how many events were left in memory unwritten
-        (what waits in the spool is not lost: the next log for this database forwards it)."""
+        """Flush, then end the thread, within `timeout` in all; returns how many events stay
+        unwritten in memory (what waits in the spool is kept: the next log forwards it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self.flush(timeout)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout)
-        return sum(not isinstance(item, _Flush) for item in self._queue)
+            self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self._in_memory() + self._abandoned
 
     def forget_after_fork(self) -> None:
         """In a forked child: a fresh queue and no thread; the parent's events stay the parent's."""
@@ -210,7 +234,7 @@ class Writer:
         thread = self._thread
         return LogHealth(
             writer_alive=not self._stop.is_set() and (thread is None or thread.is_alive()),
-            queued=sum(not isinstance(item, _Flush) for item in list(self._queue)),
+            queued=self._in_memory(),
             spooled=self._spool.pending() if self._spool is not None else 0,
             stored=self.stored,
             set_aside=self.set_aside,
@@ -222,11 +246,9 @@ class Writer:
             spool=str(self._spool.path) if self._spool is not None else None,
         )
 
-    def _enqueue_and_wake(self, item: _Flush) -> None:
-        self._queue.append(item)
-        if self._thread is None:
-            self._start()
-        self._wake.set()
+    def _in_memory(self) -> int:
+        waiting = sum(not isinstance(item, _Flush) for item in list(self._queue))
+        return waiting + self._retrying
 
     def _make_room(self) -> bool:
         if self._on_full == "drop":
@@ -246,21 +268,56 @@ class Writer:
                 self._thread.start()
 
     def _lead(self) -> bool:
-        """Commit what is queued on this thread, if the log is idle and this is no event loop."""
-        if self._held or self._spooling or _on_event_loop():
+        """Commit the queued group on this thread if the log is idle; True if it did or the
+        group went back to the writer thread. Any trouble is the writer thread's to handle."""
+        if (
+            not self._leads
+            or len(self._queue) > _LEADER_MAX_EVENTS
+            or self._spooling
+            or self._stop.is_set()
+            or _on_event_loop()
+        ):
             return False
         if not self._committing.acquire(blocking=False):
             return False
         try:
-            self._commit_queued(patient=False)
-        except BaseException:  # a KeyboardInterrupt mid-commit: what was taken is held
-            self._wake.set()
-            raise
+            batch = self._take(len(self._queue))
+            if not batch:  # the writer thread took it meanwhile
+                return False
+            try:
+                group = self._group(batch)
+                rows = batch_rows(group.events)
+                connection = self._leader_connection or self._connect_leader()
+                self._statements.write(connection, rows)
+            except BaseException as error:
+                self._queue.extendleft(reversed(batch))
+                self._wake.set()
+                if isinstance(error, Exception):
+                    self._drop_leader_connection()
+                    return True
+                raise
+            self.stored += rows.count
+            self._settle(group, rows)
         finally:
             self._committing.release()
-        if self._queue or self._held:
+        if self._queue:
             self._wake.set()
         return True
+
+    def _connect_leader(self) -> PoolProxiedConnection:
+        """The leader's own connection: it gives up on a locked file at once, where the writer
+        thread's waits (SQLite's busy timeout) for its turn."""
+        connection = self._engine.raw_connection()
+        cursor = connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {_LEADER_BUSY_MS}")
+        cursor.close()
+        self._leader_connection = connection
+        return connection
+
+    def _drop_leader_connection(self) -> None:
+        connection, self._leader_connection = self._leader_connection, None
+        if connection is not None:
+            connection.invalidate()
 
     # -- the writer thread ---------------------------------------------------------------------
 
@@ -270,79 +327,81 @@ class Writer:
             self._wake.clear()
             try:
                 self._round()
-            except Exception as error:  # a fault of ours must not end the log
+            except BaseException as error:  # a fault of ours, or a hook's, must not end the log
                 self._warn_once("the event-log writer failed and goes on", error)
             if self._stop.is_set() and not self._queue:
-                self._release()
+                with self._committing:
+                    self._release()
                 return
 
     def _round(self) -> None:
+        """Commit what was queued when the round began; what arrives meanwhile waits for the
+        next wake, so a stream's tokens gather into a few packed rows, not one row a commit."""
         with self._committing:
-            while self._held:
-                rows, barriers = self._held.popleft()
-                self._store(rows, patient=True)
-                _resolve(barriers)
-            self._commit_queued(patient=True)
+            left = len(self._queue)
+            while left > 0:
+                batch = self._take(min(left, self._batch_size))
+                left -= len(batch)
+                self._commit(batch)
             if self._spooling and time.monotonic() >= self._retry_at:
                 self._drain()
-                self._release_flushes()
+            self._release_flushes()
 
-    def _commit_queued(self, *, patient: bool) -> None:
-        """Commit what was queued when this began; what arrives meanwhile waits for the next
-        round, so a stream's tokens gather into a few packed rows, not one row a commit."""
+    def _take(self, count: int) -> list[_Item | _Flush]:
         queue = self._queue
-        left = len(queue)
-        while left > 0:
-            batch = [queue.popleft() for _ in range(min(left, self._batch_size))]
-            left -= len(batch)
-            with self._room:
-                self._room.notify_all()
-            self._commit(batch, patient=patient)
-        self._release_flushes()
+        batch = [queue.popleft() for _ in range(min(count, len(queue)))]
+        with self._room:
+            self._room.notify_all()
+        return batch
 
-    def _release_flushes(self) -> None:
-        if self._flushes and not self._spooling and not self._held:
-            _resolve(self._flushes)
-            self._flushes = []
+    def _commit(self, batch: list[_Item | _Flush]) -> None:
+        """Make one group durable, then resolve its barriers."""
+        group = self._group(batch)
+        rows = batch_rows(group.events)
+        self._store(rows)
+        self._settle(group, rows)
 
-    def _commit(self, batch: list[Event | _Closing | _Flush], *, patient: bool) -> None:
-        """Make one group durable and resolve its barriers; an impatient caller (a leader)
-        that cannot hands the group to the writer thread instead of waiting here."""
-        found: list[Event] = []
-        barriers: list[concurrent.futures.Future[None]] = []
+    def _group(self, batch: list[_Item | _Flush]) -> _Group:
+        """The batch's events as they are to be stored; counts nothing yet (a leader's group
+        may go back to the queue and be prepared again)."""
+        group = _Group()
         for item in batch:
             if isinstance(item, _Flush):
-                self._flushes.append(item.future)
+                group.flushes.append(item.future)
                 continue
             if isinstance(item, tuple):
                 event, future = item
-                barriers.append(future)
+                group.barriers.append(future)
             else:
                 event = item
-            prepared = self._prepared(event)
-            if prepared is not None:
-                found.append(prepared)
-        try:
-            rows = batch_rows(found)
-            self._report(rows.unstorable)
-            if not self._store(rows, patient=patient):
-                self._held.append((rows, barriers))
-                return
-        except Exception as error:  # a fault of ours: the group is lost, the log goes on
-            self.set_aside += len(found)
-            self._warn_once(f"{len(found)} events could not be stored and are set aside", error)
-        _resolve(barriers)
+            try:
+                prepared = self._prepare(event)
+            except BaseException as error:
+                if isinstance(error, KeyboardInterrupt) and _on_main_thread():
+                    raise
+                group.hook_errors.append(error)
+                prepared = without_content(event)
+            if prepared is None:
+                group.filtered += 1
+            else:
+                group.events.append(prepared)
+        return group
 
-    def _prepared(self, event: Event) -> Event | None:
-        try:
-            prepared = self._prepare(event)
-        except Exception as error:
-            self.hook_failures += 1
+    def _settle(self, group: _Group, rows: RunRows) -> None:
+        """Account for a group that is durable, and release whoever waits on it."""
+        self.filtered += group.filtered
+        self.hook_failures += len(group.hook_errors)
+        for error in group.hook_errors:
             self._warn_once("redact hook failed; the event is stored without content", error)
-            return without_content(event)
-        if prepared is None:
-            self.filtered += 1
-        return prepared
+        self._report(rows.unstorable)
+        _resolve(group.barriers)
+        self._flushes += group.flushes
+        self._release_flushes()
+
+    def _release_flushes(self) -> None:
+        if self._flushes and not self._spooling:
+            _resolve(self._flushes)
+            self._flushes = []
 
     def _report(self, unstorable: list[Unstorable]) -> None:
         for found in unstorable:
@@ -355,22 +414,25 @@ class Writer:
                 f" (first seen: event {found.event.seq} of run {found.event.run_id})",
             )
 
-    def _store(self, rows: RunRows, *, patient: bool) -> bool:
-        """Make `rows` durable: in the database, else in the spool. If neither can be written,
-        a patient caller (the writer thread) retries with backoff until one can; an impatient
-        one gets False."""
+    def _store(self, rows: RunRows) -> None:
+        """Make `rows` durable: in the database, else in the spool. If neither can be written
+        they wait here, retried with backoff, until one can or the log is closed."""
         delay = _FIRST_BACKOFF_S
-        while True:
-            if self._spooling and time.monotonic() >= self._retry_at:
-                self._drain()
-            if not self._spooling and self._write_isolating(rows):
-                return True
-            if self._spool_append(rows):
-                return True
-            if not patient:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF_S)
+        try:
+            while True:
+                if self._spooling and time.monotonic() >= self._retry_at:
+                    self._drain()
+                if not self._spooling and self._write_isolating(rows):
+                    return
+                if self._spool_append(rows):
+                    return
+                self._retrying = rows.count
+                if self._stop.wait(delay):
+                    self._abandoned += rows.count
+                    return
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+        finally:
+            self._retrying = 0
 
     def _write_isolating(self, rows: RunRows) -> bool:
         """Commit `rows`; a group the database refuses is retried one event at a time and only
@@ -423,56 +485,70 @@ class Writer:
                 logger.debug("synthora: discarding a broken connection failed", exc_info=True)
 
     def _spool_append(self, rows: RunRows) -> bool:
-        if self._spool is None:
+        """Commit `rows` to the spool; an event the spool cannot encode is set aside alone.
+        False if the spool cannot be written at all."""
+        spool = self._spool
+        if spool is None:
             return False
         try:
-            self._spool.append(rows)
-        except (OSError, sqlite3.Error, OverflowError, TypeError) as error:
+            try:
+                spool.append(rows)
+            except _UNSPOOLABLE:
+                for unit in rows.one_by_one():
+                    try:
+                        spool.append(unit)
+                    except _UNSPOOLABLE as error:
+                        self.set_aside += unit.count
+                        self._warn_once("an event could not be spooled and is set aside", error)
+        except (OSError, sqlite3.Error) as error:
             self.last_error = _one_line(error)
-            self._warn_once(f"cannot spool to {self._spool.path}", error)
+            self._warn_once(f"cannot spool to {spool.path}", error)
             return False
         if not self._spooling:
             logger.warning(
                 "synthora: the event log at %s cannot be reached (%s); spooling to %s until it can",
                 safe_url(self._engine.url),
                 self.last_error,
-                self._spool.path,
+                spool.path,
             )
             self._spooling = True
             self._retry_at = time.monotonic() + self._backoff
         return True
 
     def _drain(self) -> None:
-        """Forward spooled groups, oldest first, while the database takes them; for at most a
-        slice of time, so that new groups are not held up behind a long spool."""
+        """Forward spooled groups, oldest first, while the database takes them, for at most a
+        slice of time, so that new groups are not held up behind a long spool. Never raises:
+        the group being stored must not fail because an old one cannot be forwarded."""
         assert self._spool is not None
-        deadline = time.monotonic() + _DRAIN_SLICE_S
-        forwarded = 0
-        while time.monotonic() < deadline:
-            try:
-                count = self._spool.forward(self._forward_one)
-            except (_Unreachable, OSError, sqlite3.Error) as error:
-                if not isinstance(error, _Unreachable):
-                    self._warn_once(f"cannot read the spool {self._spool.path}", error)
-                self._retry_at = time.monotonic() + self._backoff
-                self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
-                break
-            if count is None:
-                self._spooling = False
-                self._backoff = _FIRST_BACKOFF_S
-                break
-            forwarded += count
-        if forwarded:
-            logger.info("synthora: forwarded %d spooled events to the event log", forwarded)
+        try:
+            outcome = self._spool.forward(self._forward_one, time.monotonic() + _DRAIN_SLICE_S)
+        except Exception as error:
+            if not isinstance(error, _Unreachable):
+                self._warn_once(f"cannot forward the spool {self._spool.path}", error)
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
+            return
+        if outcome.unreadable:
+            self.set_aside += outcome.unreadable
+            self._warn_once(
+                "a spooled batch could not be read; it is kept in the spool's quarantine",
+                f"{outcome.unreadable} events",
+            )
+        if outcome.forwarded:
+            logger.info("synthora: forwarded %d spooled events", outcome.forwarded)
+        if outcome.empty:
+            self._spooling = False
+            self._backoff = _FIRST_BACKOFF_S
 
     def _forward_one(self, rows: RunRows) -> None:
         if not self._write_isolating(rows):
             raise _Unreachable
 
     def _release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        for connection in (self._connection, self._leader_connection):
+            if connection is not None:
+                connection.close()
+        self._connection = self._leader_connection = None
         if self._spool is not None:
             self._spool.close()
 
@@ -500,6 +576,10 @@ def _on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _one_line(error: BaseException) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import math
 import os
 import signal
+import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +22,17 @@ import msgspec
 import pytest
 from sqlalchemy import make_url
 from tcp_proxy import TCPProxy
+from test_storage import sqlite_write_lock
 from test_storage_processes import assert_complete, worker
 
 from synthora import Node, NodeType, bus, user
 from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.messages import BaseMessage
 from synthora.storage import EventLog
+from synthora.storage.codec import batch_rows
+from synthora.storage.engines import safe_url
+from synthora.storage.spool import Spool
+from synthora.storage.statements import WriteStatements
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -301,3 +309,143 @@ def test_spool_of_a_killed_process_is_drained_by_the_next(server, postgres_url):
                 assert log.run(run_id).status == "ok"
                 assert_complete(log, run_id)
             assert log.health().spooled == 0
+
+
+# -- faults found in review: each once lost events or stalled a caller ---------------------------
+
+
+def test_a_locked_sqlite_file_never_holds_the_caller(tmp_path, make_backend):
+    """Another process holds SQLite's write lock: the closing caller does not wait on it (the
+    writer thread does); the run returns after durable_timeout at most, and is stored once the
+    lock is released."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    backend = make_backend(durable_timeout=0.5)
+    with EventLog(url) as log:
+        log.attach()
+        with sqlite_write_lock(url), capture_events() as captured:
+            began = time.monotonic()
+            backend.run("while locked")
+            assert time.monotonic() - began < 5
+        assert log.flush(timeout=60)
+        assert list(log.events(captured[0].run_id)) == captured
+
+
+def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch):
+    """Ctrl-C while a closing caller commits its group: the caller gets its KeyboardInterrupt,
+    and every event of the group, other runs' included, is still stored."""
+    interrupted = []
+    write = WriteStatements.write
+
+    def interrupt_once(self, connection, rows):
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        write(self, connection, rows)
+
+    monkeypatch.setattr(WriteStatements, "write", interrupt_once)
+    with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=5) as log:
+        log.attach()
+        for run_id in ("other", "me"):
+            emit(StartEvent(run_id=run_id, seq=0, ts=1, node=NODE, operation="chat"))
+        with pytest.raises(KeyboardInterrupt):
+            emit(EndEvent(run_id="me", seq=1, ts=2, node=NODE, finish_reason="stop"))
+        emit(EndEvent(run_id="other", seq=1, ts=3, node=NODE, finish_reason="stop"))
+        assert log.flush(timeout=10)
+        for run_id in ("other", "me"):
+            assert [e.kind for e in log.events(run_id)] == ["start", "end"]
+            assert log.run(run_id).status == "ok"
+
+
+def test_events_with_impossible_times_cost_only_themselves(log):
+    """A start at a time no date can hold and an end lasting forever, in one group with a
+    normal run: both are set aside, and the normal run is stored whole."""
+    emit(
+        StartEvent(run_id="fine", seq=0, ts=1, node=NODE, operation="chat"),
+        StartEvent(run_id="odd", seq=0, ts=10**21, node=NODE, operation="chat"),
+        EndEvent(run_id="fine", seq=1, ts=2, node=NODE, finish_reason="stop"),
+        EndEvent(run_id="odd", seq=1, ts=2, node=NODE, duration_s=math.inf),
+    )
+    assert log.flush(timeout=10)
+    assert [e.kind for e in log.events("fine")] == ["start", "end"]
+    assert [s.run_id for s in log.runs()] == ["fine"]
+    assert log.health().set_aside == 2
+
+
+def test_an_unreadable_spooled_batch_is_quarantined(tmp_path):
+    """A spooled batch that cannot be decoded moves to the spool's quarantine and is counted;
+    new runs are stored as usual."""
+    spool_path = tmp_path / "poisoned.spool"
+    spool = Spool(spool_path)
+    spool.append(batch_rows([StartEvent(run_id="old", seq=0, ts=1, node=NODE, operation="chat")]))
+    spool.close()
+    with sqlite3.connect(spool_path) as connection:
+        connection.execute("UPDATE batches SET rows = x'c1c1c1'")
+    with EventLog(f"sqlite:///{tmp_path / 'log.db'}", spool=spool_path) as log:
+        log.attach()
+        emit(
+            StartEvent(run_id="new", seq=0, ts=1, node=NODE, operation="chat"),
+            EndEvent(run_id="new", seq=1, ts=2, node=NODE, finish_reason="stop"),
+        )
+        assert log.flush(timeout=10)
+        assert [s.run_id for s in log.runs()] == ["new"]
+        health = log.health()
+        assert (health.spooled, health.set_aside) == (0, 1)
+    with sqlite3.connect(spool_path) as connection:
+        assert connection.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
+
+
+def test_a_hook_raising_system_exit_does_not_end_the_writer(log_url, make_backend):
+    """A redact hook raising a BaseException (SystemExit) is a hook failure like any other."""
+
+    def exits(event: Event) -> Event:
+        raise SystemExit(3)
+
+    with EventLog(log_url, redact=exits) as log:
+        log.attach()
+        make_backend().run("exit?")
+        make_backend().run("still here")
+        assert len(list(log.runs())) == 2
+        assert log.health().writer_alive
+
+
+def test_spool_is_private_to_its_owner(tmp_path, postgres_url):
+    """The spool holds prompts and replies: its folder and files are its owner's alone."""
+    with proxied(postgres_url) as (proxy, url):
+        folder = tmp_path / "private"
+        with EventLog(url, spool=folder / "log.spool") as log:
+            log.attach()
+            proxy.cut()
+            emit(StartEvent(run_id="private", seq=0, ts=1, node=NODE, operation="chat"))
+            emit(EndEvent(run_id="private", seq=1, ts=2, node=NODE, finish_reason="stop"))
+            assert log.health().spooled == 2
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+            for path in folder.glob("log.spool*"):
+                assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+            proxy.restore()
+
+
+def test_closing_during_an_outage_without_a_spool_says_what_is_lost(postgres_url, caplog):
+    """With no spool and the database cut off, close() ends within its timeout, ends the writer
+    thread and logs how many events could not be written."""
+    with proxied(postgres_url) as (proxy, url):
+        log = EventLog(url, spool=False)
+        log.attach()
+        proxy.cut()
+        emit(StartEvent(run_id="lost", seq=0, ts=1, node=NODE, operation="chat"))
+        bus.dispatch(bus.on_end, None, event=EndEvent(run_id="lost", seq=1, ts=2, node=NODE))
+        began = time.monotonic()
+        log.close(timeout=1)
+        assert time.monotonic() - began < 5
+        assert not log.health().writer_alive
+        proxy.restore()
+    assert "2 events could not be written" in caplog.text
+
+
+def test_urls_never_show_secrets():
+    """A password in the URL's query string is hidden like the URL's own."""
+    shown = safe_url(
+        "postgresql+psycopg://u:pw@h/db?password=hunter2&sslpassword=x&sslmode=require"
+    )
+    assert "hunter2" not in shown
+    assert "pw@" not in shown
+    assert "sslmode=require" in shown
