@@ -333,13 +333,27 @@ def _fitted(
 
 
 def _upcast(body: dict[str, Any], version: int) -> dict[str, Any]:
-    """Older stored events, upgraded to the current shape (none yet: version 1 is the first)."""
+    """Older stored events, upgraded to the current shape."""
     if version > EVENT_SCHEMA_VERSION:
         raise SchemaVersionError(
             f"a stored event has schema version {version}, newer than this Synthora "
             f"({EVENT_SCHEMA_VERSION}); upgrade synthora to read it"
         )
+    if version < 2:
+        body = upcast_v1_v2(body)
     return body
+
+
+def upcast_v1_v2(body: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 knew only OpenAI backends, and an end's seq was its run's chunk count + 1."""
+    match body.get("kind"):
+        case "start" if "provider" not in body:
+            backend = body.get("backend", "")
+            return {**body, "provider": "openai" if backend.startswith("openai") else ""}
+        case "end" if "chunks" not in body:
+            return {**body, "chunks": max(0, body["seq"] - 1)}
+        case _:
+            return body
 
 
 @functools.lru_cache(maxsize=1024)

@@ -170,7 +170,9 @@ class ReplayBackend(BaseModelBackend):
         """The new run that tells `recorded` again, and its start event (the recorded model
         stands in when the backend names none)."""
         events = list(self.log.events(recorded))
-        start = {**start, "model": start["model"] or _model_of(events)}
+        original = events[0]
+        provider = original.provider if isinstance(original, StartEvent) else ""
+        start = {**start, "model": start["model"] or _model_of(events), "provider": provider}
         run = Run(self, self.node, operation=self.operation, model=start["model"])
         return _Answer(run, events), run.start(**start)
 
@@ -195,9 +197,11 @@ class ReplayBackend(BaseModelBackend):
             coerced = coerce_messages(messages)
             start["messages"] = coerced
             request_input = [m.to_openai() for m in coerced]
-        return self._request(request_input, params, self.model_type or None), start
+        return self._replay_request(request_input, params, self.model_type or None), start
 
-    def _request(self, request_input: Any, params: dict[str, Any], model: str | None) -> _Request:
+    def _replay_request(
+        self, request_input: Any, params: dict[str, Any], model: str | None
+    ) -> _Request:
         return _Request(
             operation=self.operation,
             input=request_input,
@@ -232,7 +236,7 @@ class ReplayBackend(BaseModelBackend):
                 start = next(iter(self.log.events(summary.run_id)))
                 if not isinstance(start, StartEvent):
                     continue
-                request = self._request(_input_of(start), start.params, start.model)
+                request = self._replay_request(_input_of(start), start.params, start.model)
                 key = request.key()
                 self._index.setdefault(key, deque()).append(summary.run_id)
                 self._requests.setdefault(key, request)

@@ -10,6 +10,7 @@ from typing import TextIO
 import msgspec
 
 from synthora.events import Event, event_from_dict
+from synthora.storage.codec import upcast_v1_v2
 from synthora.storage.errors import StorageError
 from synthora.storage.log import EventLog
 
@@ -47,7 +48,7 @@ def read_events(lines: Iterable[str]) -> list[Event]:
         if not line.strip():
             continue
         try:
-            events.append(event_from_dict(msgspec.json.decode(line)))
+            events.append(event_from_dict(upcast_v1_v2(msgspec.json.decode(line))))
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             raise StorageError(f"line {number} is not a Synthora event: {error}") from None
     return events

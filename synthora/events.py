@@ -26,8 +26,9 @@ __all__ = [
     "event_from_dict",
 ]
 
-EVENT_SCHEMA_VERSION = 1
-"""Bumped whenever a stored event's shape changes; readers upgrade older rows on read."""
+EVENT_SCHEMA_VERSION = 2
+"""Bumped whenever a stored event's shape changes; readers upgrade older rows on read
+(`synthora.storage.codec`). 2: ``provider`` on start events, ``chunks`` on end events."""
 
 Operation = Literal["chat", "text_completion", "invoke_agent", "execute_tool"]
 ErrorStage = Literal["request", "stream", "scope"]
@@ -59,10 +60,12 @@ class _Envelope(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="
 
 
 class StartEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="start"):
-    """A run began: what was asked, of which model, by whom. Secrets are already removed."""
+    """A run began: what was asked, of which model, by whom. Secrets are already removed.
+    ``provider`` names the model's provider as the GenAI conventions do (``openai``)."""
 
     kind: ClassVar[str] = "start"
     operation: Operation
+    provider: str = ""
     service: str = ""
     backend: str = ""
     model: str = ""
@@ -84,7 +87,8 @@ class TokenEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="token"):
 
 
 class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
-    """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early."""
+    """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early.
+    ``chunks`` counts the output chunks (token events) the run produced."""
 
     kind: ClassVar[str] = "end"
     output: BaseMessage | None = None
@@ -94,6 +98,7 @@ class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     response_model: str | None = None
     duration_s: float = 0.0
     time_to_first_token_s: float | None = None
+    chunks: int = 0
 
 
 class ErrorEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="error"):

@@ -212,6 +212,7 @@ class Run:
                 if self._first_token_ns is None
                 else (self._first_token_ns - self._started_ns) / 1e9
             ),
+            chunks=self.tokens,
             **self._envelope,
         )
 

@@ -14,7 +14,8 @@ GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
-PROVIDER_OPENAI: Final = "openai"
+PROVIDER_UNKNOWN: Final = "unknown"
+"""For a run whose backend names no provider (a user's backend that sets none)."""
 
 # -- request -------------------------------------------------------------------------------
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"

@@ -279,7 +279,7 @@ class SpanSubscriber:
         first = event.time_to_first_token_s
         if run.stream and first is not None:
             self._first_chunk.record(first, attributes)
-            chunks = event.seq - 1
+            chunks = event.chunks
             if chunks > 1:
                 self._per_chunk.record((event.duration_s - first) / (chunks - 1), attributes)
 
@@ -307,7 +307,7 @@ def _request_attributes(event: StartEvent) -> dict[str, Any]:
     params = event.params
     attributes: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: event.operation,
-        sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_OPENAI,
+        sc.GEN_AI_PROVIDER_NAME: event.provider or sc.PROVIDER_UNKNOWN,
         sc.GEN_AI_REQUEST_MODEL: event.model,
         sc.GEN_AI_REQUEST_STREAM: event.stream,
     }

@@ -1,12 +1,20 @@
-"""Model backends: every run of one is reported on the bus."""
+"""Model backends: every run of one is reported on the bus.
+
+`BaseModelBackend` owns the run; a backend implements `_generate` / `_stream` (and their async
+twins) over `ModelRequest`, answering with a `ModelReply` or `ModelDelta` pieces.
+"""
 
 from synthora.models.base import BaseModelBackend
 from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBackend
+from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.streams import AsyncRunStream, RunStream
 
 __all__ = [
     "AsyncRunStream",
     "BaseModelBackend",
+    "ModelDelta",
+    "ModelReply",
+    "ModelRequest",
     "OpenAIChatBackend",
     "OpenAICompletionBackend",
     "RunStream",

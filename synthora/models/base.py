@@ -1,8 +1,25 @@
-"""`BaseModelBackend`: what every backend shares, whatever answers its runs.
+"""`BaseModelBackend`: every run's lifecycle, whatever answers it.
 
 A backend is a `Node` of type ``model`` under its ``source`` node, a stream flag, and its own
 callback handlers. Handlers are connected to the bus with the backend as blinker's sender, so a
 handler hears only the runs of the backend it was given to.
+
+The base class owns the run: it validates the input into a `ModelRequest` before anything is
+emitted, emits ``start``, asks the backend for a `ModelReply` (``_generate``) or a stream of
+`ModelDelta` (``_stream``), turns either into ``token`` events and exactly one ``end`` or
+``error``, and waits for the subscribers' durability barriers. A subclass implements only those
+hooks (and their async twins), plus ``provider`` and ``operation``::
+
+    class EchoBackend(BaseModelBackend):
+        provider = "echo"
+        def _generate(self, request):
+            return ModelReply(assistant(request.messages[-1].text))
+        def _stream(self, request):
+            for word in request.messages[-1].text.split():
+                yield ModelDelta(text=word + " ")
+
+Handlers, spans, the event log and replay then work for it unchanged. A backend without async
+hooks still serves ``async_run``: its sync hooks run in a worker thread.
 """
 
 from __future__ import annotations
@@ -10,13 +27,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Self
 
+import anyio
 from blinker import Signal
 
 from synthora import bus
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
-from synthora.messages import BaseMessage, MessageChunk, MessageInput
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT
-from synthora.types.enums import ModelBackendType, NodeType
+from synthora.events import Event
+from synthora.messages import (
+    BaseMessage,
+    MessageChunk,
+    MessageInput,
+    ToolCallDelta,
+    coerce_messages,
+)
+from synthora.models.output import OutputState
+from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
+from synthora.models.request import event_params
+from synthora.models.streams import (
+    AsyncDeltaSource,
+    AsyncRunStream,
+    AsyncSource,
+    DeltaSource,
+    RunStream,
+    Source,
+)
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, service_name
+from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
 __all__ = ["BaseModelBackend", "CallBackHandler"]
@@ -35,10 +71,17 @@ class BaseModelBackend:
     """A model that runs messages and reports every run as events on the bus.
 
     ``run`` returns the reply message, or (with `stream` on) an iterator of `MessageChunk`;
-    ``async_run`` is its twin. Subclasses implement both and `default`.
+    ``async_run`` is its twin. Keyword arguments of ``run`` override ``config`` for that run.
+    Subclasses implement `_generate` and `_stream` (and, to avoid a worker thread, their async
+    twins), and usually a `default` factory.
     """
 
-    backend_type: ModelBackendType
+    provider: str = "unknown"
+    """The provider as the GenAI conventions name it (``gen_ai.provider.name``)."""
+    operation: str = "chat"
+    """The operation a run performs (``gen_ai.operation.name``)."""
+    backend_type: str = ""
+    """The wire this backend speaks, as the log records it; the class name when empty."""
 
     def __init__(
         self,
@@ -56,7 +99,7 @@ class BaseModelBackend:
         self.config: dict[str, Any] = dict(config or {})
         self.name = name or type(self).__name__
         self.durable_timeout = durable_timeout
-        self._stream = stream
+        self._streaming = stream
         self._handlers: dict[int, tuple[CallBackHandler, list[tuple[Signal, _HookReceiver]]]] = {}
         for handler in handlers:
             self.add_handler(handler)
@@ -74,10 +117,10 @@ class BaseModelBackend:
     @property
     def stream(self) -> bool:
         """Whether `run` streams: returns an iterator of chunks instead of a message."""
-        return self._stream
+        return self._streaming
 
     def set_stream(self, stream: bool) -> None:
-        self._stream = stream
+        self._streaming = stream
 
     @property
     def handlers(self) -> list[CallBackHandler]:
@@ -107,18 +150,141 @@ class BaseModelBackend:
         for signal, receiver in connected:
             signal.disconnect(receiver, sender=self)
 
+    # -- the lifecycle: the two twins ---------------------------------------------------------
+
     def run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | Iterator[MessageChunk]:
-        raise NotImplementedError
+    ) -> BaseMessage | RunStream:
+        request = self._request(messages, params)
+        run = self._new_run()
+        run.emit(run.start(**self._start_payload(request)))
+        try:
+            if request.stream:
+                return RunStream(run, self._open_stream(run, request))
+            reply = self._generate(request)
+        except BaseException as exc:
+            run.emit(_request_failed(run, exc))
+            raise
+        for event in _reply_events(run, reply):
+            run.emit(event)
+        return reply.message
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | AsyncIterator[MessageChunk]:
-        raise NotImplementedError
+    ) -> BaseMessage | AsyncRunStream:
+        request = self._request(messages, params)
+        run = self._new_run()
+        await run.emit_async(run.start(**self._start_payload(request)))
+        try:
+            if request.stream:
+                return AsyncRunStream(run, await self._aopen_stream(run, request))
+            reply = await self._agenerate(request)
+        except BaseException as exc:
+            await run.emit_async(_request_failed(run, exc))
+            raise
+        for event in _reply_events(run, reply):
+            await run.emit_async(event)
+        return reply.message
+
+    # -- what a backend implements --------------------------------------------------------------
+
+    def _generate(self, request: ModelRequest) -> ModelReply:
+        """Answer `request` whole."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _generate()")
+
+    def _stream(self, request: ModelRequest) -> Iterator[ModelDelta]:
+        """Answer `request` piece by piece."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _stream()")
+
+    async def _agenerate(self, request: ModelRequest) -> ModelReply:
+        """`_generate` for ``async_run``; by default `_generate` in a worker thread."""
+        return await anyio.to_thread.run_sync(self._generate, request)
+
+    async def _astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        """`_stream` for ``async_run``; by default `_stream`, each step in a worker thread."""
+        deltas = await anyio.to_thread.run_sync(self._stream, request)
+        done = object()
+        while (delta := await anyio.to_thread.run_sync(next, deltas, done)) is not done:
+            assert isinstance(delta, ModelDelta)
+            yield delta
+
+    # -- hooks the built-in wires refine (no I/O) ------------------------------------------------
+
+    def _request(
+        self, messages: MessageInput | Iterable[MessageInput], params: dict[str, Any]
+    ) -> ModelRequest:
+        """The run's request, validated before anything is emitted or sent."""
+        return ModelRequest(
+            model=self.model_type,
+            messages=list(coerce_messages(messages)),
+            params={**self.config, **params},
+            stream=self.stream,
+        )
+
+    def _start_payload(self, request: ModelRequest) -> dict[str, Any]:
+        """The start event's fields: what was asked, of which model, by whom."""
+        return {
+            "operation": self.operation,
+            "provider": self.provider,
+            "service": service_name(),
+            "backend": self.backend_type or type(self).__name__,
+            "model": request.model,
+            "stream": request.stream,
+            "params": event_params(request.params),
+            "messages": tuple(request.messages),
+            **self._server_attributes(),
+        }
+
+    def _server_attributes(self) -> dict[str, Any]:
+        """``server_address`` and ``server_port`` of the server runs go to, where known."""
+        return {}
+
+    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
+        """Where a streamed run's chunks come from; the built-in wires read their bytes."""
+        return DeltaSource(self._stream(request), OutputState(run.run_id))
+
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
+        return AsyncDeltaSource(self._astream(request), OutputState(run.run_id))
+
+    def _new_run(self) -> Run:
+        return Run(
+            self,
+            self.node,
+            operation=self.operation,
+            model=self.model_type,
+            durable_timeout=self.durable_timeout,
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.node.path} model={self.model_type!r}>"
+
+
+def _reply_events(run: Run, reply: ModelReply) -> list[Event | None]:
+    """A whole reply as the events a stream would have given: one token, then end."""
+    message = reply.message
+    deltas = tuple(
+        ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
+        for i, call in enumerate(message.tool_calls)
+    )
+    token = None
+    if message.text or deltas:
+        chunk = MessageChunk(content=message.text, delta=message.text, tool_call_deltas=deltas)
+        token = run.token(chunk)
+    end = run.close_with_end(
+        message,
+        reply.finish_reason,
+        usage=reply.usage,
+        response_id=reply.response_id,
+        response_model=reply.response_model,
+    )
+    return [token, end]
+
+
+def _request_failed(run: Run, exc: BaseException) -> Event | None:
+    """The closing event of a run whose request never produced a reply or a stream."""
+    if isinstance(exc, Exception):
+        return run.close_with_error(exc, "request")
+    return run.close_interrupted(None)
 
 
 class _HookReceiver:

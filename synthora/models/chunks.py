@@ -16,7 +16,8 @@ import msgspec
 import openai
 
 from synthora.events import Usage
-from synthora.messages import BaseMessage, MessageChunk, ToolCall, ToolCallDelta, assistant
+from synthora.messages import MessageChunk, ToolCallDelta
+from synthora.models.output import OutputState
 
 __all__ = ["ChatStreamState", "CompletionStreamState", "StreamState"]
 
@@ -74,31 +75,17 @@ _DONE = b"[DONE]"
 _MALFORMED = (msgspec.DecodeError, msgspec.ValidationError)
 
 
-class StreamState:
-    """What a stream has said so far; `consume` turns one payload into a chunk for the user.
+class StreamState(OutputState):
+    """An OpenAI stream's output so far; `consume` turns one payload into a chunk for the user.
 
     Only the first choice (``index`` 0) becomes output: a run is one answer.
     """
 
-    __slots__ = (
-        "done",
-        "finish_reason",
-        "request",
-        "response_id",
-        "response_model",
-        "run_id",
-        "text",
-        "usage",
-    )
+    __slots__ = ("done", "request")
 
     def __init__(self, run_id: str, request: httpx2.Request) -> None:
-        self.run_id = run_id
+        super().__init__(run_id)
         self.request = request
-        self.text = ""
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.response_id: str | None = None
-        self.response_model: str | None = None
         self.done = False
 
     _decode: Any  # a msgspec decoder of the wire chunk type, set by each subclass
@@ -123,23 +110,6 @@ class StreamState:
     def _output(self, choice: Any) -> MessageChunk | None:
         """What the first choice of a chunk adds to the output; None when nothing."""
         raise NotImplementedError
-
-    def _chunk(
-        self, text: str, finish_reason: str | None, calls: tuple[ToolCallDelta, ...] = ()
-    ) -> MessageChunk:
-        """Add `text` to the output so far; the chunk carries both."""
-        self.text += text
-        return MessageChunk(
-            content=self.text,
-            delta=text,
-            tool_call_deltas=calls,
-            finish_reason=finish_reason,
-            run_id=self.run_id,
-        )
-
-    def message(self) -> BaseMessage:
-        """The output so far, as one message (the final output once the stream is done)."""
-        return assistant(self.text)
 
     def _malformed(self, payload: bytes, error: Exception) -> openai.APIError:
         return openai.APIError(
@@ -166,12 +136,8 @@ class StreamState:
 class ChatStreamState(StreamState):
     """Chat chunks: text deltas and tool-call deltas, assembled into calls by index."""
 
-    __slots__ = ("_calls",)
+    __slots__ = ()
     _decode = msgspec.json.Decoder(_WireChatChunk).decode
-
-    def __init__(self, run_id: str, request: httpx2.Request) -> None:
-        super().__init__(run_id, request)
-        self._calls: dict[int, list[str]] = {}
 
     def _output(self, choice: _WireChatChoice) -> MessageChunk | None:
         delta = choice.delta
@@ -181,40 +147,30 @@ class ChatStreamState(StreamState):
         calls = () if not delta.tool_calls else self._add_calls(delta.tool_calls)
         if not text and not calls:
             return None
-        return self._chunk(text, choice.finish_reason, calls)
+        return self.chunk(text, choice.finish_reason, calls)
 
     def _add_calls(self, wire_calls: list[_WireToolCall]) -> tuple[ToolCallDelta, ...]:
         deltas = []
-        for call in wire_calls:
-            index = self._index_of(call)
+        for call in wire_calls:  # one at a time: an index-less call's index depends on the last
             function = call.function or _WireFunction()
-            arguments = function.arguments or ""
-            slot = self._calls.setdefault(index, ["", "", ""])
-            if call.id:
-                slot[0] = call.id
-            if function.name:
-                slot[1] += function.name
-            slot[2] += arguments
-            deltas.append(
-                ToolCallDelta(index=index, id=call.id, name=function.name, arguments=arguments)
+            delta = ToolCallDelta(
+                index=self._index_of(call),
+                id=call.id,
+                name=function.name,
+                arguments=function.arguments or "",
             )
+            self.add_call(delta)
+            deltas.append(delta)
         return tuple(deltas)
 
     def _index_of(self, call: _WireToolCall) -> int:
         """The call's index; servers that send none mark a new call by a new id."""
         if call.index is not None:
             return call.index
-        if not self._calls:
+        last = self.last_call_index()
+        if last is None:
             return 0
-        last = max(self._calls)
-        return last + 1 if call.id and call.id != self._calls[last][0] else last
-
-    def message(self) -> BaseMessage:
-        calls = tuple(
-            ToolCall(id=call_id, name=name, arguments=arguments)
-            for _, (call_id, name, arguments) in sorted(self._calls.items())
-        )
-        return assistant(self.text if self.text or not calls else None, tool_calls=calls)
+        return last + 1 if call.id and call.id != self.call_id(last) else last
 
 
 class CompletionStreamState(StreamState):
@@ -224,7 +180,7 @@ class CompletionStreamState(StreamState):
     _decode = msgspec.json.Decoder(_WireCompletionChunk).decode
 
     def _output(self, choice: _WireCompletionChoice) -> MessageChunk | None:
-        return self._chunk(choice.text, choice.finish_reason) if choice.text else None
+        return self.add(choice.text, choice.finish_reason) if choice.text else None
 
 
 def _stream_error(body: Any, request: httpx2.Request) -> openai.APIError:

@@ -18,28 +18,20 @@ import inspect
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx2
 import openai
 
 from synthora.errors import ConfigurationError, ResponseError
-from synthora.events import Event, Usage
-from synthora.messages import (
-    BaseMessage,
-    MessageChunk,
-    MessageInput,
-    ToolCallDelta,
-    assistant,
-    coerce_messages,
-    prompt_of,
-)
+from synthora.events import Usage
+from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
-from synthora.models.request import event_params, sdk_params
-from synthora.models.streams import AsyncRunStream, RunStream
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, service_name
+from synthora.models.openai_stream import AsyncSSESource, SSESource
+from synthora.models.protocol import ModelReply, ModelRequest
+from synthora.models.request import sdk_params
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node
 
@@ -51,21 +43,6 @@ _REJECTS_STREAM_OPTIONS: set[tuple[str, str]] = set()
 _DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """One run's request: the SDK's keyword arguments and the start event's payload."""
-
-    sdk: dict[str, Any]
-    start: dict[str, Any]
-    asked_usage: bool
-
-    def without_usage_option(self, exc: openai.APIStatusError) -> dict[str, Any] | None:
-        """The request to retry when the server refused the ``stream_options`` we added."""
-        if not self.asked_usage or exc.status_code not in (400, 422):
-            return None
-        return {key: value for key, value in self.sdk.items() if key != "stream_options"}
-
-
 class OpenAIChatBackend(BaseModelBackend):
     """A chat model behind any server speaking the OpenAI wire format.
 
@@ -74,6 +51,7 @@ class OpenAIChatBackend(BaseModelBackend):
     """
 
     backend_type = ModelBackendType.OPENAI_CHAT
+    provider = "openai"
     operation = "chat"
     _state_type: type[StreamState] = ChatStreamState
 
@@ -174,140 +152,82 @@ class OpenAIChatBackend(BaseModelBackend):
             durable_timeout=durable_timeout,
         )
 
-    # -- the twins ----------------------------------------------------------------------------
+    # -- the wire ------------------------------------------------------------------------------
 
-    def run(
-        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | RunStream:
-        request = self._prepare(messages, params)
-        run = self._new_run()
-        run.emit(run.start(**request.start))
-        resource = self._resource(self.client)
-        try:
-            if request.start["stream"]:
-                response = _raw(self._open_stream(resource, request))
-                return RunStream(run, self._state_type(run.run_id, response.http_request), response)
-            message, events = self._reply_events(run, resource.create(**request.sdk))
-        except BaseException as exc:
-            run.emit(_request_failed(run, exc))
-            raise
-        for event in events:
-            run.emit(event)
-        return message
+    def _generate(self, request: ModelRequest) -> ModelReply:
+        sdk, _ = self._sdk_request(request)
+        return self._reply(self._resource(self.client).create(**sdk))
 
-    async def async_run(
-        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | AsyncRunStream:
-        request = self._prepare(messages, params)
-        run = self._new_run()
-        await run.emit_async(run.start(**request.start))
-        resource = self._resource(self.async_client)
-        try:
-            if request.start["stream"]:
-                response = _raw(await self._open_stream_async(resource, request))
-                state = self._state_type(run.run_id, response.http_request)
-                return AsyncRunStream(run, state, response)
-            message, events = self._reply_events(run, await resource.create(**request.sdk))
-        except BaseException as exc:
-            await run.emit_async(_request_failed(run, exc))
-            raise
-        for event in events:
-            await run.emit_async(event)
-        return message
+    async def _agenerate(self, request: ModelRequest) -> ModelReply:
+        sdk, _ = self._sdk_request(request)
+        return self._reply(await self._resource(self.async_client).create(**sdk))
 
-    def _open_stream(self, resource: Any, request: _Request) -> Any:
+    def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
+        """The response's bytes, decoded as they arrive: the SDK builds no chunk objects."""
+        resource = self._resource(self.client).with_streaming_response
+        sdk, asked_usage = self._sdk_request(request)
         try:
-            return resource.with_streaming_response.create(**request.sdk).__enter__()
+            response = resource.create(**sdk).__enter__()
         except openai.APIStatusError as exc:
-            retry = request.without_usage_option(exc)
+            retry = _without_usage_option(sdk, asked_usage, exc)
             if retry is None:
                 raise
-            response = resource.with_streaming_response.create(**retry).__enter__()
-        _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
-        return response
+            response = resource.create(**retry).__enter__()
+            _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
+        response = _raw(response)
+        return SSESource(response, self._state_type(run.run_id, response.http_request))
 
-    async def _open_stream_async(self, resource: Any, request: _Request) -> Any:
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
+        resource = self._resource(self.async_client).with_streaming_response
+        sdk, asked_usage = self._sdk_request(request)
         try:
-            return await resource.with_streaming_response.create(**request.sdk).__aenter__()
+            response = await resource.create(**sdk).__aenter__()
         except openai.APIStatusError as exc:
-            retry = request.without_usage_option(exc)
+            retry = _without_usage_option(sdk, asked_usage, exc)
             if retry is None:
                 raise
-            response = await resource.with_streaming_response.create(**retry).__aenter__()
-        _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
-        return response
+            response = await resource.create(**retry).__aenter__()
+            _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
+        response = _raw(response)
+        return AsyncSSESource(response, self._state_type(run.run_id, response.http_request))
 
     # -- no I/O below -------------------------------------------------------------------------
 
-    def _new_run(self) -> Run:
-        return Run(
-            self,
-            self.node,
-            operation=self.operation,
-            model=self.model_type,
-            durable_timeout=self.durable_timeout,
-        )
+    def _server_attributes(self) -> dict[str, Any]:
+        return self._server
 
-    def _prepare(
-        self, messages: MessageInput | Iterable[MessageInput], overrides: Mapping[str, Any]
-    ) -> _Request:
-        """Validate the input and build the request, before anything is emitted or sent."""
-        config = {**self.config, **overrides}
-        sdk_input, start_input = self._input(messages)
-        sdk = {"model": self.model_type, **sdk_input, **self._sdk_params(config)}
-        stream = self.stream
+    def _sdk_request(self, request: ModelRequest) -> tuple[dict[str, Any], bool]:
+        """The SDK's keyword arguments for `request`, and whether they ask for stream usage."""
+        sdk = {"model": request.model, **self._sdk_input(request), **self._sdk_params(request)}
         asked_usage = False
-        if stream:
+        if request.stream:
             sdk["stream"] = True
             if (
                 self.stream_usage
-                and "stream_options" not in config
+                and "stream_options" not in request.params
                 and (self._base_url, self.model_type) not in _REJECTS_STREAM_OPTIONS
             ):
                 sdk["stream_options"] = {"include_usage": True}
                 asked_usage = True
-        start = {
-            "operation": self.operation,
-            "service": service_name(),
-            "backend": self.backend_type.value,
-            "model": self.model_type,
-            "stream": stream,
-            "params": event_params(config),
-            **self._server,
-            **start_input,
-        }
-        return _Request(sdk=sdk, start=start, asked_usage=asked_usage)
+        return sdk, asked_usage
 
     def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
         return client.chat.completions
 
-    def _input(
-        self, messages: MessageInput | Iterable[MessageInput]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The request's input fields for the SDK, and for the start event."""
-        coerced = coerce_messages(messages)
-        return {"messages": [m.to_openai() for m in coerced]}, {"messages": coerced}
+    def _sdk_input(self, request: ModelRequest) -> dict[str, Any]:
+        return {"messages": [m.to_openai() for m in request.messages]}
 
-    def _sdk_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return sdk_params(config)
+    def _sdk_params(self, request: ModelRequest) -> dict[str, Any]:
+        return sdk_params(request.params)
 
     def _read_reply(self, reply: Any) -> tuple[BaseMessage, str | None]:
         choice = _first_choice(reply)
         return BaseMessage.from_openai(choice.message, role="assistant"), choice.finish_reason
 
-    def _reply_events(self, run: Run, reply: Any) -> tuple[BaseMessage, list[Event | None]]:
-        """A non-streamed reply as the events a stream would have given: one token, then end."""
+    def _reply(self, reply: Any) -> ModelReply:
         message, finish_reason = self._read_reply(reply)
-        deltas = tuple(
-            ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
-            for i, call in enumerate(message.tool_calls)
-        )
-        token = None
-        if message.text or deltas:
-            chunk = MessageChunk(content=message.text, delta=message.text, tool_call_deltas=deltas)
-            token = run.token(chunk)
         usage = getattr(reply, "usage", None)
-        end = run.close_with_end(
+        return ModelReply(
             message,
             finish_reason,
             usage=None
@@ -316,7 +236,6 @@ class OpenAIChatBackend(BaseModelBackend):
             response_id=reply.id,
             response_model=reply.model,
         )
-        return message, [token, end]
 
 
 class OpenAICompletionBackend(OpenAIChatBackend):
@@ -333,14 +252,25 @@ class OpenAICompletionBackend(OpenAIChatBackend):
     def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
         return client.completions
 
-    def _input(
-        self, messages: MessageInput | Iterable[MessageInput]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        prompt = prompt_of(messages)
-        return {"prompt": prompt}, {"prompt": prompt}
+    def _request(
+        self, messages: MessageInput | Iterable[MessageInput], params: dict[str, Any]
+    ) -> ModelRequest:
+        return ModelRequest(
+            model=self.model_type,
+            messages=[],
+            params={**self.config, **params},
+            stream=self.stream,
+            prompt=prompt_of(messages),
+        )
 
-    def _sdk_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        params = sdk_params(config)
+    def _start_payload(self, request: ModelRequest) -> dict[str, Any]:
+        return {**super()._start_payload(request), "messages": None, "prompt": request.prompt}
+
+    def _sdk_input(self, request: ModelRequest) -> dict[str, Any]:
+        return {"prompt": request.prompt}
+
+    def _sdk_params(self, request: ModelRequest) -> dict[str, Any]:
+        params = sdk_params(request.params)
         if "max_completion_tokens" in params:
             params.setdefault("max_tokens", params.pop("max_completion_tokens"))
         return params
@@ -369,6 +299,15 @@ def _raw(response: Any) -> Any:
     )
 
 
+def _without_usage_option(
+    sdk: dict[str, Any], asked_usage: bool, exc: openai.APIStatusError
+) -> dict[str, Any] | None:
+    """The request to retry when the server refused the ``stream_options`` we added."""
+    if not asked_usage or exc.status_code not in (400, 422):
+        return None
+    return {key: value for key, value in sdk.items() if key != "stream_options"}
+
+
 def _first_choice(reply: Any) -> Any:
     if not reply.choices:
         raise ResponseError(f"the server's reply {reply.id!r} has no choices")
@@ -381,10 +320,3 @@ def _is_async_http_client(client: Any) -> bool:
     if legacy is not None:
         async_types += (legacy.AsyncClient,)
     return isinstance(client, async_types)
-
-
-def _request_failed(run: Run, exc: BaseException) -> Event | None:
-    """The closing event of a run whose request never produced a stream."""
-    if isinstance(exc, Exception):
-        return run.close_with_error(exc, "request")
-    return run.close_interrupted(None)

@@ -1,48 +1,48 @@
 """Stream wrappers that report a run's end exactly once, whichever way the stream ends.
 
-The wire is read through the SDK's ``with_streaming_response`` (the SDK still builds, signs,
-retries the request and maps HTTP errors), then split by `SSEDecoder` and decoded by a
-`StreamState`. A stream ends in one of four ways, and each emits exactly one closing event:
+A wrapper reads chunks from a *source*: `DeltaSource` over a backend's `ModelDelta` iterator, or
+a wire's own faster reader (`synthora.models.openai_stream` decodes SSE bytes straight into
+chunks). Whatever the source, a stream ends in one of four ways, and each emits exactly one
+closing event:
 
-* exhausted: ``end`` with the server's finish reason and usage;
-* the server's error, a broken or timed-out connection: ``error`` with the partial output, then
-  the SDK's own exception (`openai.APIError`, `openai.APIConnectionError`,
-  `openai.APITimeoutError`) reaches the consumer;
+* exhausted: ``end`` with the finish reason and usage the source saw;
+* the source failing (a server's error, a broken or timed-out connection, a backend's own
+  exception): ``error`` with the partial output, then that exception reaches the consumer;
 * closed early (``close()``/``aclose()``, ``with``, ``break`` then garbage collection, another
   thread calling ``close()``, the interpreter exiting), or its task cancelled: ``end`` with finish
   reason ``interrupted`` and the text seen so far.
 
 The closing event is claimed before any I/O, so nothing (a cancellation, a read failing because
-another thread closed the response) can report the run twice or not at all; once claimed, no
-token follows. The HTTP response is released in every case. `RunStream` and `AsyncRunStream` are
-line-parallel: they differ only where one awaits.
+another thread closed the source) can report the run twice or not at all; once claimed, no token
+follows. The source is closed in every case. `RunStream` and `AsyncRunStream` are line-parallel:
+they differ only where one awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
-import ssl
-import sys
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, NoReturn, Self
-
-import anyio
-import httpx2
-import openai
-from openai._response import APIResponse, AsyncAPIResponse
+from typing import Any, Protocol, Self
 
 from synthora.events import Usage
 from synthora.messages import BaseMessage, MessageChunk
-from synthora.models.chunks import StreamState
-from synthora.models.sse import SSEDecoder
+from synthora.models.output import OutputState
+from synthora.models.protocol import ModelDelta
 from synthora.runs import Run
 
-__all__ = ["AsyncRunStream", "RunStream"]
+__all__ = [
+    "AsyncDeltaSource",
+    "AsyncRunStream",
+    "AsyncSource",
+    "DeltaSource",
+    "RunStream",
+    "Source",
+]
 
 logger = logging.getLogger("synthora")
 
@@ -50,17 +50,83 @@ _pending_closes: set[asyncio.Task[None]] = set()
 _open_streams: weakref.WeakSet[_StreamCore] = weakref.WeakSet()
 
 
+class Source(Protocol):
+    """Where a `RunStream` reads chunks: None once exhausted; `state` is the output so far."""
+
+    @property
+    def state(self) -> OutputState: ...
+
+    def next_chunk(self) -> MessageChunk | None: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncSource(Protocol):
+    """`Source`, for `AsyncRunStream`."""
+
+    @property
+    def state(self) -> OutputState: ...
+
+    async def next_chunk(self) -> MessageChunk | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DeltaSource:
+    """A backend's `ModelDelta` iterator as a source; deltas without output are only noted."""
+
+    __slots__ = ("_deltas", "state")
+
+    def __init__(self, deltas: Iterator[ModelDelta], state: OutputState) -> None:
+        self._deltas = deltas
+        self.state = state
+
+    def next_chunk(self) -> MessageChunk | None:
+        for delta in self._deltas:
+            chunk = self.state.add_delta(delta)
+            if chunk is not None:
+                return chunk
+        return None
+
+    def close(self) -> None:
+        close = getattr(self._deltas, "close", None)
+        if close is not None:
+            # a generator another thread is running raises ValueError; it stops at its next yield
+            with contextlib.suppress(ValueError):
+                close()
+
+
+class AsyncDeltaSource:
+    """`DeltaSource` over an async iterator."""
+
+    __slots__ = ("_deltas", "state")
+
+    def __init__(self, deltas: AsyncIterator[ModelDelta], state: OutputState) -> None:
+        self._deltas = deltas
+        self.state = state
+
+    async def next_chunk(self) -> MessageChunk | None:
+        async for delta in self._deltas:
+            chunk = self.state.add_delta(delta)
+            if chunk is not None:
+                return chunk
+        return None
+
+    async def aclose(self) -> None:
+        close = getattr(self._deltas, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(RuntimeError):  # an async generator another task runs
+                await close()
+
+
 class _StreamCore:
-    """What both wrappers share: the decoded payloads waiting, the state, the closing events."""
+    """What both wrappers share: the run, the source's state, the closing events."""
 
-    __slots__ = ("__weakref__", "_decoder", "_eof", "_payloads", "_run", "_state")
+    __slots__ = ("__weakref__", "_run", "_state")
 
-    def __init__(self, run: Run, state: StreamState) -> None:
+    def __init__(self, run: Run, state: OutputState) -> None:
         self._run = run
         self._state = state
-        self._decoder = SSEDecoder()
-        self._payloads: deque[bytes] = deque()
-        self._eof = False
         _open_streams.add(self)
 
     @property
@@ -83,25 +149,6 @@ class _StreamCore:
     @property
     def closed(self) -> bool:
         return self._run.closed
-
-    def _next_chunk(self) -> MessageChunk | None:
-        """The next chunk from payloads already read; None when more bytes are needed."""
-        payloads, state = self._payloads, self._state
-        while payloads and not state.done:  # nothing after [DONE] counts, as in the SDK
-            chunk = state.consume(payloads.popleft())
-            if chunk is not None:
-                return chunk
-        return None
-
-    def _exhausted(self) -> bool:
-        return self._state.done or (self._eof and not self._payloads)
-
-    def _feed(self, data: bytes) -> None:
-        self._payloads.extend(self._decoder.feed(data))
-
-    def _feed_eof(self) -> None:
-        self._eof = True
-        self._payloads.extend(self._decoder.flush())
 
     def _end(self) -> Any:
         state = self._state
@@ -130,43 +177,31 @@ class _StreamCore:
 class RunStream(_StreamCore, Iterator[MessageChunk]):
     """The iterator a streamed ``run()`` returns; also a context manager."""
 
-    __slots__ = ("_reads", "_response")
+    __slots__ = ("_source",)
 
-    def __init__(self, run: Run, state: StreamState, response: APIResponse[Any]) -> None:
-        super().__init__(run, state)
-        self._response = response
-        self._reads = response.http_response.iter_bytes()
+    def __init__(self, run: Run, source: Source) -> None:
+        super().__init__(run, source.state)
+        self._source = source
 
     def __next__(self) -> MessageChunk:
         run = self._run
         try:
-            while not run.closed:
-                chunk = self._next_chunk()
+            if not run.closed:
+                chunk = self._source.next_chunk()
                 if chunk is not None:
                     run.emit(run.token(chunk))
                     return chunk
-                if self._exhausted():
-                    event = self._end()
-                    self._response.close()
-                    run.emit(event)
-                    break
-                self._read()
+                event = self._end()
+                self._source.close()
+                run.emit(event)
         except BaseException as exc:
             if run.closed and isinstance(exc, Exception):
                 raise StopIteration from None  # closed meanwhile, e.g. from another thread
             event = self._closing_event(exc)
-            self._response.close()
+            self._source.close()
             run.emit(event)
             raise
         raise StopIteration
-
-    def _read(self) -> None:
-        try:
-            self._feed(next(self._reads))
-        except StopIteration:
-            self._feed_eof()
-        except Exception as exc:
-            _raise_as_sdk_error(exc, self._response.http_request)
 
     def close(self) -> None:
         """Stop reading: the run ends as ``interrupted`` unless it had already ended.
@@ -174,7 +209,7 @@ class RunStream(_StreamCore, Iterator[MessageChunk]):
         Safe from another thread than the consumer's, which then stops without an error.
         """
         event = self._interrupted()
-        self._response.close()
+        self._source.close()
         self._run.emit(event)
 
     def _abandon_at_exit(self) -> None:
@@ -192,7 +227,7 @@ class RunStream(_StreamCore, Iterator[MessageChunk]):
         self.close()
 
     def __del__(self) -> None:
-        if hasattr(self, "_response") and not self._run.closed:
+        if hasattr(self, "_source") and not self._run.closed:
             try:
                 self.close()
             except Exception:
@@ -202,25 +237,21 @@ class RunStream(_StreamCore, Iterator[MessageChunk]):
 class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
     """The async iterator a streamed ``async_run()`` returns; also an async context manager."""
 
-    __slots__ = ("_reads", "_response")
+    __slots__ = ("_source",)
 
-    def __init__(self, run: Run, state: StreamState, response: AsyncAPIResponse[Any]) -> None:
-        super().__init__(run, state)
-        self._response = response
-        self._reads = response.http_response.aiter_bytes()
+    def __init__(self, run: Run, source: AsyncSource) -> None:
+        super().__init__(run, source.state)
+        self._source = source
 
     async def __anext__(self) -> MessageChunk:
         run = self._run
         try:
-            while not run.closed:
-                chunk = self._next_chunk()
+            if not run.closed:
+                chunk = await self._source.next_chunk()
                 if chunk is not None:
                     await run.emit_async(run.token(chunk))
                     return chunk
-                if self._exhausted():
-                    await self._finish(self._end())
-                    break
-                await self._read()
+                await self._finish(self._end())
         except BaseException as exc:
             if run.closed and isinstance(exc, Exception):
                 raise StopAsyncIteration from None  # closed meanwhile, e.g. by aclose()
@@ -228,18 +259,10 @@ class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
             raise
         raise StopAsyncIteration
 
-    async def _read(self) -> None:
-        try:
-            self._feed(await anext(self._reads))
-        except StopAsyncIteration:
-            self._feed_eof()
-        except Exception as exc:
-            _raise_as_sdk_error(exc, self._response.http_request)
-
     async def _finish(self, event: Any) -> None:
-        """Release the response, then report `event`, even if cancelled while releasing."""
+        """Release the source, then report `event`, even if cancelled while releasing."""
         try:
-            await self._response.close()
+            await self._source.aclose()
         finally:
             await self._run.emit_async(event)
 
@@ -264,7 +287,7 @@ class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
         The closing event is claimed here, synchronously; if the loop cancels the closing task
         (``asyncio.run`` ending) before it reports, its done-callback reports instead.
         """
-        if not hasattr(self, "_response") or self._run.closed:
+        if not hasattr(self, "_source") or self._run.closed:
             return
         run, event = self._run, self._interrupted()
         try:
@@ -292,22 +315,3 @@ def close_abandoned_streams() -> None:
                 stream._abandon_at_exit()
             except Exception:
                 logger.exception("synthora: closing stream of run %s at exit", stream.run_id)
-
-
-def _raise_as_sdk_error(exc: Exception, request: httpx2.Request) -> NoReturn:
-    """Raise a transport failure of the raw stream as the SDK's own stream would."""
-    timeouts: tuple[type[BaseException], ...] = (httpx2.TimeoutException,)
-    failures: tuple[type[BaseException], ...] = (
-        httpx2.RequestError,
-        ssl.SSLError,
-        anyio.EndOfStream,
-    )
-    legacy = sys.modules.get("httpx")
-    if legacy is not None:
-        timeouts += (legacy.TimeoutException,)
-        failures += (legacy.RequestError,)
-    if isinstance(exc, timeouts):
-        raise openai.APITimeoutError(request=request) from exc
-    if isinstance(exc, failures):
-        raise openai.APIConnectionError(request=request) from exc
-    raise exc
