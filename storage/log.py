@@ -25,14 +25,23 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, Self, assert_never, get_args
 
 import msgspec
 from blinker import ANY
 from sqlalchemy import Select, delete, exc, or_, select
 
 from synthora import bus
-from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, Usage
+from synthora.events import (
+    EVENT_KINDS,
+    EndEvent,
+    ErrorEvent,
+    Event,
+    EventKind,
+    StartEvent,
+    TokenEvent,
+    Usage,
+)
 from synthora.messages import BaseMessage, assistant
 from synthora.models.streams import close_abandoned_streams
 from synthora.storage.codec import batch_rows, events_from_row, without_content
@@ -169,21 +178,22 @@ class EventLog:
             if not replayed:
                 writer.put(event)
 
-        def store_start(sender: Any, /, *, event: Event, replayed: bool = False, **_: Any) -> None:
-            if not replayed:
-                writer.put(event)
-
         def store_closing(
             sender: Any, /, *, event: Event, replayed: bool = False, **_: Any
         ) -> concurrent.futures.Future[None] | None:
             return None if replayed else writer.put_closing(event)
 
-        for signal, receiver in (
-            (bus.on_start, store_start),
-            (bus.on_token, store),
-            (bus.on_end, store_closing),
-            (bus.on_error, store_closing),
-        ):
+        def receiver_for(kind: EventKind) -> Callable[..., Any]:
+            match kind:
+                case "start" | "token":
+                    return store
+                case "end" | "error":
+                    return store_closing
+                case _:
+                    assert_never(kind)
+
+        for kind in EVENT_KINDS:
+            signal, receiver = bus.signals[kind], receiver_for(kind)
             signal.connect(receiver, sender=sender, weak=False)
             self._receivers.append((signal, receiver, sender))
         return self
@@ -362,13 +372,16 @@ class EventLog:
         tokens = 0
         text: list[str] = []
         for event in self.events(full):
-            if isinstance(event, StartEvent):
-                start = event
-            elif isinstance(event, TokenEvent):
-                tokens += 1
-                text.append(event.text)
-            else:
-                closing = event
+            match event:
+                case StartEvent():
+                    start = event
+                case TokenEvent():
+                    tokens += 1
+                    text.append(event.text)
+                case EndEvent() | ErrorEvent():
+                    closing = event
+                case _:
+                    assert_never(event)
         output: BaseMessage | None
         if isinstance(closing, EndEvent):
             output = closing.output

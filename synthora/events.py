@@ -8,7 +8,7 @@ with ``seq`` counting 0, 1, 2, … without gaps. Events are frozen msgspec Struc
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -16,10 +16,13 @@ from synthora.messages import BaseMessage, ToolCallDelta
 from synthora.types.node import Node
 
 __all__ = [
+    "EVENT_KINDS",
     "EVENT_SCHEMA_VERSION",
+    "EVENT_TYPES",
     "EndEvent",
     "ErrorEvent",
     "Event",
+    "EventKind",
     "StartEvent",
     "TokenEvent",
     "Usage",
@@ -116,6 +119,15 @@ class ErrorEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="error"):
 
 Event = StartEvent | TokenEvent | EndEvent | ErrorEvent
 """Any lifecycle event; ``ev.kind`` tells which."""
+
+EventKind = Literal["start", "token", "end", "error"]
+"""The kinds, in a run's order. Code that treats kinds differently matches on them and ends
+with `typing.assert_never`, so a new kind is a type error wherever it needs handling."""
+
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in get_args(Event)}
+"""The event class of each kind: the one registry of them."""
+assert tuple(EVENT_TYPES) == EVENT_KINDS, "EventKind and the Event union must name the same kinds"
 
 _from_builtins_type: Any = Event
 

@@ -7,8 +7,16 @@ import json
 import msgspec
 import pytest
 
-from synthora import Node, NodeType, assistant, event_from_dict, user
-from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent, Usage
+from synthora import Node, NodeType, assistant, bus, event_from_dict, user
+from synthora.events import (
+    EVENT_KINDS,
+    EVENT_TYPES,
+    EndEvent,
+    ErrorEvent,
+    StartEvent,
+    TokenEvent,
+    Usage,
+)
 from synthora.messages import ToolCall, ToolCallDelta
 
 NODE = Node(name="m", type=NodeType.MODEL, parent=Node(name="a", type=NodeType.AGENT))
@@ -82,3 +90,10 @@ def test_node_path_and_ancestors() -> None:
     assert NODE.path == "agent:a/model:m"
     assert [n.name for n in NODE.ancestors] == ["a"]
     assert str(NODE.child("t", NodeType.TOOL)) == "agent:a/model:m/tool:t"
+
+
+def test_one_registry_of_kinds():
+    """Every kind has its class and its signal, in a run's order: the one list code matches on."""
+    assert EVENT_KINDS == ("start", "token", "end", "error")
+    assert [cls.kind for cls in EVENT_TYPES.values()] == list(EVENT_KINDS)
+    assert all(bus.signals[kind].name == kind for kind in EVENT_KINDS)

@@ -25,14 +25,14 @@ hooks still serves ``async_run``: its sync hooks run in a worker thread.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, Self
+from typing import Any, Self, assert_never
 
 import anyio
 from blinker import Signal
 
 from synthora import bus
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
-from synthora.events import Event
+from synthora.events import EVENT_KINDS, Event, EventKind
 from synthora.messages import (
     BaseMessage,
     MessageChunk,
@@ -59,12 +59,20 @@ __all__ = ["BaseModelBackend", "CallBackHandler"]
 
 CallBackHandler = BaseCallBackHandler | AsyncCallBackHandler
 
-_HOOKS: tuple[tuple[Signal, str], ...] = (
-    (bus.on_start, "on_llm_start"),
-    (bus.on_token, "on_llm_chunk"),
-    (bus.on_end, "on_llm_end"),
-    (bus.on_error, "on_llm_error"),
-)
+
+def _hook_for(kind: EventKind) -> str:
+    """The handler method that hears events of `kind`."""
+    match kind:
+        case "start":
+            return "on_llm_start"
+        case "token":
+            return "on_llm_chunk"
+        case "end":
+            return "on_llm_end"
+        case "error":
+            return "on_llm_error"
+        case _:
+            assert_never(kind)
 
 
 class BaseModelBackend:
@@ -136,8 +144,9 @@ class BaseModelBackend:
             if isinstance(handler, AsyncCallBackHandler)
             else BaseCallBackHandler
         )
-        connected = []
-        for signal, hook in _HOOKS:
+        connected: list[tuple[Signal, _HookReceiver]] = []
+        for kind in EVENT_KINDS:
+            hook, signal = _hook_for(kind), bus.signals[kind]
             if getattr(type(handler), hook, None) is getattr(base, hook):
                 continue
             receiver = _HookReceiver(getattr(handler, hook))
