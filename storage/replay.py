@@ -18,8 +18,7 @@ import hashlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx2
 import msgspec
@@ -27,17 +26,13 @@ import openai
 
 from synthora.errors import SynthoraError
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
-from synthora.messages import (
-    BaseMessage,
-    MessageChunk,
-    MessageInput,
-    assistant,
-    coerce_messages,
-    prompt_of,
-)
+from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
+from synthora.models.output import OutputState
+from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.request import event_params
-from synthora.runs import Run, service_name
+from synthora.models.streams import AsyncRunStream, DeltaSource, RunStream, Source
+from synthora.runs import Run
 from synthora.storage.errors import StorageError
 from synthora.storage.log import EventLog
 from synthora.types.enums import ModelBackendType, NodeType
@@ -128,76 +123,104 @@ class ReplayBackend(BaseModelBackend):
         self._requests: dict[str, _Request] = {}
         self._lock = threading.Lock()
 
-    # -- the twins -----------------------------------------------------------------------------
+    # -- the twins: a recorded answer, or a miss ------------------------------------------------
 
     def run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | Any:
-        request, start = self._prepare(messages, params)
-        recorded = self._take(request)
-        if recorded is None:
-            return self._miss(request).run(messages, **params)
-        answer, first = self._begin(start, recorded)
-        run = answer.run
-        run.emit(first)
-        if self.stream:
-            return ReplayStream(answer)
-        for event in answer.tokens():
-            run.emit(event)
-        closing = answer.closing()
-        run.emit(closing)
-        return answer.result(closing)
+    ) -> BaseMessage | RunStream:
+        request = self._request(messages, params)
+        if request.recorded:
+            return self._run(request)
+        assert self.live is not None  # a miss without one has raised
+        return self.live.run(messages, **params)
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | Any:
-        request, start = self._prepare(messages, params)
-        recorded = self._take(request)
-        if recorded is None:
-            return await self._miss(request).async_run(messages, **params)
-        answer, first = self._begin(start, recorded)
-        run = answer.run
-        await run.emit_async(first)
-        if self.stream:
-            return AsyncReplayStream(answer)
-        for event in answer.tokens():
-            await run.emit_async(event)
-        closing = answer.closing()
-        await run.emit_async(closing)
-        return answer.result(closing)
+    ) -> BaseMessage | AsyncRunStream:
+        request = self._request(messages, params)
+        if request.recorded:
+            return await self._arun(request)
+        assert self.live is not None
+        return await self.live.async_run(messages, **params)
 
-    def _begin(self, start: dict[str, Any], recorded: str) -> tuple[_Answer, Event]:
-        """The new run that tells `recorded` again, and its start event (the recorded model
-        stands in when the backend names none)."""
-        events = list(self.log.events(recorded))
-        original = events[0]
-        provider = original.provider if isinstance(original, StartEvent) else ""
-        start = {**start, "model": start["model"] or _model_of(events), "provider": provider}
-        run = Run(self, self.node, operation=self.operation, model=start["model"])
-        return _Answer(run, events), run.start(**start)
+    # -- the answer: the recorded run told again through the lifecycle ------------------------
+
+    def _generate(self, request: ModelRequest) -> ModelReply:
+        recorded = _recording(request)
+        match recorded.closing:
+            case ErrorEvent() as error:
+                raise rebuild_error(error)
+            case EndEvent() as end:
+                return ModelReply(
+                    end.output or assistant(recorded.text),
+                    end.finish_reason,
+                    usage=end.usage,
+                    response_id=end.response_id,
+                    response_model=end.response_model,
+                )
+            case None:  # the recorded run never ended (its process died)
+                return ModelReply(assistant(recorded.text), "interrupted")
+
+    def _stream(self, request: ModelRequest) -> Iterator[ModelDelta]:
+        yield from _recording(request).deltas()
+        _recording(request).raise_error()
+
+    async def _agenerate(self, request: ModelRequest) -> ModelReply:
+        return self._generate(request)
+
+    async def _astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        for delta in _recording(request).deltas():
+            yield delta
+        _recording(request).raise_error()
+
+    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
+        _recording(request).raise_request_error()  # as live: before the iterator is handed back
+        return DeltaSource(self._stream(request), OutputState(run.run_id))
+
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> Any:
+        _recording(request).raise_request_error()
+        return await super()._aopen_stream(run, request)
 
     # -- matching (no I/O but the index's first read) ------------------------------------------
 
-    def _prepare(
-        self, messages: MessageInput | Iterable[MessageInput], overrides: dict[str, Any]
-    ) -> tuple[_Request, dict[str, Any]]:
-        params = event_params({**self.config, **overrides})
-        start: dict[str, Any] = {
-            "operation": self.operation,
-            "service": service_name(),
-            "backend": self.backend_type.value,
-            "model": self.model_type,
-            "stream": self.stream,
-            "params": params,
-        }
-        request_input: Any
+    def _request(
+        self, messages: MessageInput | Iterable[MessageInput], params: dict[str, Any]
+    ) -> _Replaying:
+        """The request, with the recorded run that answers it (none on a miss in record mode;
+        a miss in strict mode raises `ReplayMissError`)."""
+        completion = self.operation == "text_completion"
+        prompt = prompt_of(messages) if completion else None
+        asked = (
+            ModelRequest(
+                model="", messages=[], params={**self.config, **params}, stream=self.stream
+            )
+            if completion
+            else super()._request(messages, params)
+        )
+        wire = prompt if completion else [m.to_openai() for m in asked.messages]
+        matched = self._replay_request(wire, event_params(asked.params), self.model_type or None)
+        recorded = self._take(matched)
+        if recorded is None:
+            self._miss(matched)
+            return _Replaying(model="", messages=[], params={}, recording=None)
+        events = list(self.log.events(recorded))
+        original = events[0]
+        return _Replaying(
+            model=self.model_type or _model_of(events),
+            messages=asked.messages,
+            params=asked.params,
+            stream=asked.stream,
+            prompt=prompt,
+            recording=_Recording(events),
+            provider=original.provider if isinstance(original, StartEvent) else "",
+        )
+
+    def _start_payload(self, request: ModelRequest) -> dict[str, Any]:
+        assert isinstance(request, _Replaying)
+        payload = {**super()._start_payload(request), "provider": request.provider}
         if self.operation == "text_completion":
-            request_input = start["prompt"] = prompt_of(messages)
-        else:
-            coerced = coerce_messages(messages)
-            start["messages"] = coerced
-            request_input = [m.to_openai() for m in coerced]
-        return self._replay_request(request_input, params, self.model_type or None), start
+            payload |= {"messages": None, "prompt": request.prompt}
+        return payload
 
     def _replay_request(
         self, request_input: Any, params: dict[str, Any], model: str | None
@@ -242,11 +265,12 @@ class ReplayBackend(BaseModelBackend):
                 self._requests.setdefault(key, request)
         return self._index
 
-    def _miss(self, request: _Request) -> BaseModelBackend:
+    def _miss(self, request: _Request) -> None:
+        """Raise the miss, or in record mode let the live backend answer (and the log record)."""
         if self.mode == "record" and self.live is not None:
             with self._lock:
                 self._index = None  # what the live run records is found next time
-            return self.live
+            return
         raise ReplayMissError(self._explain(request))
 
     def _explain(self, request: _Request) -> str:
@@ -264,146 +288,58 @@ class ReplayBackend(BaseModelBackend):
             self._last.clear()
 
 
-class _Answer:
-    """A recorded run, told again through a new run: tokens, then its end or its error."""
+class _Recording:
+    """A recorded run as what answers a request: its pieces, then its end or its error."""
 
-    __slots__ = ("_closing", "_error", "_position", "_recorded", "_text", "run")
+    __slots__ = ("_error", "closing", "tokens")
 
-    def __init__(self, run: Run, recorded: list[Event]) -> None:
-        self.run = run
-        self._recorded = [e for e in recorded if isinstance(e, TokenEvent)]
-        self._position = 0
-        self._text = ""
-        closing = [e for e in recorded if isinstance(e, EndEvent | ErrorEvent)]
-        self._closing: EndEvent | ErrorEvent | None = closing[0] if closing else None
-        recorded_error = self._closing if isinstance(self._closing, ErrorEvent) else None
-        self._error = None if recorded_error is None else rebuild_error(recorded_error)
+    def __init__(self, events: list[Event]) -> None:
+        self.tokens = [e for e in events if isinstance(e, TokenEvent)]
+        ends = [e for e in events if isinstance(e, EndEvent | ErrorEvent)]
+        self.closing: EndEvent | ErrorEvent | None = ends[0] if ends else None
+        failed = self.closing if isinstance(self.closing, ErrorEvent) else None
+        self._error = None if failed is None else rebuild_error(failed)
 
-    def next_chunk(self) -> MessageChunk | None:
-        if self._position >= len(self._recorded):
-            return None
-        token = self._recorded[self._position]
-        self._position += 1
-        self._text += token.text
-        return MessageChunk(
-            content=self._text,
-            delta=token.text,
-            tool_call_deltas=token.tool_calls,
-            run_id=self.run.run_id,
-        )
+    @property
+    def text(self) -> str:
+        return "".join(token.text for token in self.tokens)
 
-    def tokens(self) -> Iterator[TokenEvent | None]:
-        while (chunk := self.next_chunk()) is not None:
-            yield self.run.token(chunk)
+    def deltas(self) -> Iterator[ModelDelta]:
+        for token in self.tokens:
+            yield ModelDelta(text=token.text, tool_call_deltas=token.tool_calls)
+        end = self.closing
+        if isinstance(end, EndEvent):
+            yield ModelDelta(
+                finish_reason=end.finish_reason,
+                usage=end.usage,
+                response_id=end.response_id,
+                response_model=end.response_model,
+            )
 
-    def closing(self) -> Event | None:
-        recorded = self._closing
-        if isinstance(recorded, ErrorEvent):
-            assert self._error is not None
-            return self.run.close_with_error(self._error, recorded.stage, recorded.partial_output)
-        if recorded is None:  # the recorded run never ended (its process died)
-            return self.interrupted()
-        return self.run.close_with_end(
-            recorded.output,
-            recorded.finish_reason,
-            usage=recorded.usage,
-            response_id=recorded.response_id,
-            response_model=recorded.response_model,
-        )
-
-    def result(self, closing: Event | None) -> BaseMessage:
-        """The reply to return, or the recorded error raised."""
+    def raise_error(self) -> None:
         if self._error is not None:
             raise self._error
-        output = closing.output if isinstance(closing, EndEvent) else None
-        return output or assistant(self._text)
 
-    def interrupted(self) -> Event | None:
-        return self.run.close_interrupted(assistant(self._text))
-
-
-class ReplayStream(Iterator[MessageChunk]):
-    """A recorded stream, chunk by chunk; closing it early ends the run as interrupted."""
-
-    def __init__(self, answer: _Answer) -> None:
-        self._answer = answer
-
-    @property
-    def run_id(self) -> str:
-        return self._answer.run.run_id
-
-    def __next__(self) -> MessageChunk:
-        run = self._answer.run
-        if run.closed:
-            raise StopIteration
-        chunk = self._answer.next_chunk()
-        if chunk is not None:
-            run.emit(run.token(chunk))
-            return chunk
-        closing = self._answer.closing()
-        run.emit(closing)
-        self._answer.result(closing)
-        raise StopIteration
-
-    def close(self) -> None:
-        self._answer.run.emit(self._answer.interrupted())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if hasattr(self, "_answer") and not self._answer.run.closed:
-            self.close()
+    def raise_request_error(self) -> None:
+        if isinstance(self.closing, ErrorEvent) and self.closing.stage == "request":
+            self.raise_error()
 
 
-class AsyncReplayStream(AsyncIterator[MessageChunk]):
-    """The async twin of `ReplayStream`."""
+class _Replaying(ModelRequest, frozen=True, kw_only=True):
+    """A request with the recorded run that answers it."""
 
-    def __init__(self, answer: _Answer) -> None:
-        self._answer = answer
+    recording: _Recording | None
+    provider: str = ""
 
     @property
-    def run_id(self) -> str:
-        return self._answer.run.run_id
+    def recorded(self) -> bool:
+        return self.recording is not None
 
-    async def __anext__(self) -> MessageChunk:
-        run = self._answer.run
-        if run.closed:
-            raise StopAsyncIteration
-        chunk = self._answer.next_chunk()
-        if chunk is not None:
-            await run.emit_async(run.token(chunk))
-            return chunk
-        closing = self._answer.closing()
-        await run.emit_async(closing)
-        self._answer.result(closing)
-        raise StopAsyncIteration
 
-    async def aclose(self) -> None:
-        await self._answer.run.emit_async(self._answer.interrupted())
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        if hasattr(self, "_answer") and not self._answer.run.closed:
-            self._answer.run.emit(self._answer.interrupted())
+def _recording(request: ModelRequest) -> _Recording:
+    assert isinstance(request, _Replaying)
+    assert request.recording is not None
+    return request.recording
 
 
 def rebuild_error(event: ErrorEvent) -> Exception:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import textwrap
 
 import openai
 import pytest
@@ -214,3 +217,33 @@ def test_replayed_spans_link_to_the_original(tmp_path, make_backend):
     assert link.context.span_id == original.context.span_id
     assert replay.context.trace_id != original.context.trace_id
     provider.shutdown()
+
+
+def test_replayed_stream_abandoned_at_exit_is_stored_interrupted(recorded, tmp_path):
+    """A replayed stream left open when the interpreter exits ends as interrupted, as a live
+    one does: replay runs close through the same lifecycle."""
+    url, _ = recorded
+    replays = f"sqlite:///{tmp_path / 'replays.db'}"
+    script = textwrap.dedent(
+        f"""
+        from synthora.storage import EventLog, ReplayBackend
+        source = EventLog({url!r})
+        EventLog({replays!r}).attach()
+        stream = ReplayBackend(source, stream=True).run("streamed question")
+        next(stream)
+        print(stream.run_id)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    with EventLog(replays) as log:
+        summary = log.run(done.stdout.strip())
+        assert summary.status == "interrupted"
+        assert [e.kind for e in log.events(summary.run_id)] == ["start", "token", "end"]

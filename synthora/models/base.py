@@ -159,13 +159,20 @@ class BaseModelBackend:
         for signal, receiver in connected:
             signal.disconnect(receiver, sender=self)
 
-    # -- the lifecycle: the two twins ---------------------------------------------------------
+    # -- the lifecycle: the two twins, around a validated request --------------------------------
 
     def run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
     ) -> BaseMessage | RunStream:
-        request = self._request(messages, params)
-        run = self._new_run()
+        return self._run(self._request(messages, params))
+
+    async def async_run(
+        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
+    ) -> BaseMessage | AsyncRunStream:
+        return await self._arun(self._request(messages, params))
+
+    def _run(self, request: ModelRequest) -> BaseMessage | RunStream:
+        run = self._new_run(request)
         run.emit(run.start(**self._start_payload(request)))
         try:
             if request.stream:
@@ -178,11 +185,8 @@ class BaseModelBackend:
             run.emit(event)
         return reply.message
 
-    async def async_run(
-        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | AsyncRunStream:
-        request = self._request(messages, params)
-        run = self._new_run()
+    async def _arun(self, request: ModelRequest) -> BaseMessage | AsyncRunStream:
+        run = self._new_run(request)
         await run.emit_async(run.start(**self._start_payload(request)))
         try:
             if request.stream:
@@ -255,12 +259,12 @@ class BaseModelBackend:
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
         return AsyncDeltaSource(self._astream(request), OutputState(run.run_id))
 
-    def _new_run(self) -> Run:
+    def _new_run(self, request: ModelRequest) -> Run:
         return Run(
             self,
             self.node,
             operation=self.operation,
-            model=self.model_type,
+            model=request.model,
             durable_timeout=self.durable_timeout,
         )
 
