@@ -9,11 +9,13 @@ import pytest
 from synthora import BaseMessage, OpenAIChatBackend, OpenAICompletionBackend, user
 from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.messages import MessageChunk
+from synthora.models import OpenAIResponsesBackend
 from synthora.testing.server import Behaviour
 
 KINDS = [
     pytest.param(OpenAIChatBackend, id="chat"),
     pytest.param(OpenAICompletionBackend, id="completion"),
+    pytest.param(OpenAIResponsesBackend, id="responses"),
 ]
 STREAM = [pytest.param(False, id="no-stream"), pytest.param(True, id="stream")]
 

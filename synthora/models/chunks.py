@@ -189,3 +189,119 @@ def _stream_error(body: Any, request: httpx2.Request) -> openai.APIError:
     if not isinstance(message, str) or not message:
         message = "An error occurred during streaming"
     return openai.APIError(message=message, request=request, body=body)
+
+
+# -- OpenAI's Responses API: typed stream events rather than choices ------------------------------
+
+
+class _WireResponsesUsage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class _WireIncomplete(msgspec.Struct):
+    reason: str | None = None
+
+
+class _WireItem(msgspec.Struct):
+    type: str = ""
+    id: str | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _WireResponse(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    status: str | None = None
+    usage: _WireResponsesUsage | None = None
+    incomplete_details: _WireIncomplete | None = None
+    error: Any = None
+
+
+class _WireResponsesEvent(msgspec.Struct):
+    type: str = ""
+    delta: str | None = None
+    item_id: str | None = None
+    item: _WireItem | None = None
+    response: _WireResponse | None = None
+    message: str | None = None
+    code: Any = None
+    error: Any = None  # an ``event: error`` whose data the SSE decoder wrapped as {"error": …}
+
+
+def responses_finish_reason(status: str | None, reason: str | None, calls: bool) -> str | None:
+    """A Responses status in the finish-reason words every other wire uses."""
+    if status == "incomplete":
+        return "length" if reason in (None, "max_output_tokens") else reason
+    if status == "completed":
+        return "tool_calls" if calls else "stop"
+    return status
+
+
+class ResponsesStreamState(StreamState):
+    """Responses stream events: ``response.output_text.delta`` is text, a ``function_call``
+    item and its ``function_call_arguments.delta`` events are a tool call, and
+    ``response.completed`` (or ``incomplete``) ends the stream with the usage. Event types this
+    does not know are skipped, as the API asks of clients."""
+
+    __slots__ = ("_items",)
+    _decode = msgspec.json.Decoder(_WireResponsesEvent).decode
+
+    def __init__(self, run_id: str, request: httpx2.Request) -> None:
+        super().__init__(run_id, request)
+        self._items: dict[str, int] = {}
+
+    def consume(self, payload: bytes) -> MessageChunk | None:
+        if payload.startswith(_DONE):
+            self.done = True
+            return None
+        try:
+            event = self._decode(payload)
+        except _MALFORMED as error:
+            raise self._malformed(payload, error) from error
+        if event.error is not None:
+            raise _stream_error(event.error, self.request)
+        match event.type:
+            case "response.output_text.delta" if event.delta:
+                return self.add(event.delta, None)
+            case "response.output_item.added" if event.item and event.item.type == "function_call":
+                item = event.item
+                index = self._items.setdefault(item.id or str(len(self._items)), len(self._items))
+                call = ToolCallDelta(
+                    index=index, id=item.call_id, name=item.name, arguments=item.arguments or ""
+                )
+                return self.add("", None, (call,))
+            case "response.function_call_arguments.delta" if event.delta:
+                index = self._items.get(event.item_id or "", 0)
+                return self.add("", None, (ToolCallDelta(index=index, arguments=event.delta),))
+            case "response.created" | "response.in_progress" if event.response:
+                self._note_response(event.response)
+            case "response.completed" | "response.incomplete" if event.response:
+                self._note_response(event.response)
+                self.done = True
+            case "response.failed" | "error":
+                raise self._failure(event)
+        return None
+
+    def _note_response(self, response: _WireResponse) -> None:
+        if response.id and self.response_id is None:
+            self.response_id = response.id
+        if response.model:
+            self.response_model = response.model
+        if response.usage is not None:
+            self.usage = Usage(
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+            )
+        if response.status in ("completed", "incomplete"):
+            details = response.incomplete_details
+            self.finish_reason = responses_finish_reason(
+                response.status, details.reason if details else None, bool(self._items)
+            )
+
+    def _failure(self, event: _WireResponsesEvent) -> openai.APIError:
+        error = event.response.error if event.response else None
+        body = error if error is not None else {"message": event.message, "code": event.code}
+        return _stream_error(body, self.request)

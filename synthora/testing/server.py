@@ -36,6 +36,7 @@ __all__ = [
 
 _CHAT_PATH = "/v1/chat/completions"
 _COMPLETIONS_PATH = "/v1/completions"
+_RESPONSES_PATH = "/v1/responses"
 # Real servers stream tool-call arguments in small fragments; clients must concatenate them.
 _ARGUMENT_PIECE_CHARS = 8
 # How long stop() waits for connection threads to notice their sockets were shut down.  They
@@ -46,7 +47,7 @@ _STOP_GRACE_S = 2.0
 _POLL_INTERVAL_S = 0.1
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
-_Kind = Literal["chat", "completion"]
+_Kind = Literal["chat", "completion", "responses"]
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,11 @@ def _text_of(content: object) -> str:
 
 def _answer(kind: _Kind, body: dict[str, Any], behaviour: Behaviour) -> _Answer:
     """Decide the reply; the default echoes the input so tests can tell requests apart."""
-    tool_calls = behaviour.tool_calls if kind == "chat" and body.get("tools") else ()
-    if kind == "chat":
-        messages = body.get("messages")
+    tool_calls = behaviour.tool_calls if kind != "completion" and body.get("tools") else ()
+    if kind != "completion":
+        messages = body.get("messages" if kind == "chat" else "input")
+        if isinstance(messages, str):  # a Responses input may be one string
+            messages = [{"role": "user", "content": messages}]
         messages = (
             [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
         )
@@ -319,14 +322,147 @@ def _sse_events(
     return [_frame_event(chunk, behaviour) for chunk in chunks], clean
 
 
-def _frame_event(data: bytes, behaviour: Behaviour) -> bytes:
+def _frame_event(data: bytes, behaviour: Behaviour, name: bytes = b"") -> bytes:
     eol = b"\r\n" if behaviour.crlf else b"\n"
-    prefix = (
-        b": keep-alive" + eol + eol + b"event: message" + eol
-        if behaviour.keepalive_comments
-        else b""
-    )
+    prefix = b": keep-alive" + eol + eol if behaviour.keepalive_comments else b""
+    if name or behaviour.keepalive_comments:
+        prefix += b"event: " + (name or b"message") + eol
     return prefix + b"data: " + data + eol + eol
+
+
+# -- OpenAI's Responses API: typed events, items instead of choices ------------------------------
+
+
+def _responses_output(answer: _Answer, number: int) -> list[dict[str, Any]]:
+    output: list[dict[str, Any]] = []
+    if answer.pieces or not answer.tool_calls:
+        text = "".join(answer.pieces)
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        output.append(_message_item(number, [part], "completed"))
+    output += [
+        _function_item(spec, i, spec.arguments, "completed")
+        for i, spec in enumerate(answer.tool_calls)
+    ]
+    return output
+
+
+def _message_item(number: int, content: list[Any], status: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": f"msg_{number}",
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
+
+
+def _function_item(spec: ToolCallSpec, index: int, arguments: str, status: str) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": f"fc_{index}",
+        "call_id": _tool_call_id(spec, index),
+        "name": spec.name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def _responses_reply(
+    answer: _Answer, behaviour: Behaviour, envelope: dict[str, Any], number: int
+) -> dict[str, Any]:
+    """The whole response object, as ``POST /v1/responses`` returns it (and as the
+    ``response.completed`` event carries it)."""
+    incomplete = answer.finish_reason == "length"
+    reply: dict[str, Any] = {
+        "id": envelope["id"],
+        "object": "response",
+        "created_at": envelope["created"],
+        "model": envelope["model"],
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "output": _responses_output(answer, number),
+    }
+    if behaviour.usage != "none":
+        usage = answer.usage
+        reply["usage"] = {
+            "input_tokens": usage["prompt_tokens"],
+            "output_tokens": usage["completion_tokens"],
+            "total_tokens": usage["total_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+        }
+    return reply
+
+
+def _responses_events(
+    answer: _Answer, behaviour: Behaviour, envelope: dict[str, Any], number: int
+) -> tuple[list[bytes], bool]:
+    """A Responses stream, as OpenAI documents it and llama.cpp sends it (no ``[DONE]``)."""
+    started = {"id": envelope["id"], "object": "response", "status": "in_progress"}
+    item_id = f"msg_{number}"
+    opening: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+    ]
+    payload: list[dict[str, Any]] = []
+    closing: list[dict[str, Any]] = []
+    if answer.pieces or not answer.tool_calls:
+        text = "".join(answer.pieces)
+        part = {"type": "output_text", "text": ""}
+        opening += [
+            {
+                "type": "response.output_item.added",
+                "item": _message_item(number, [], "in_progress"),
+            },
+            {"type": "response.content_part.added", "item_id": item_id, "part": part},
+        ]
+        payload += [
+            {"type": "response.output_text.delta", "item_id": item_id, "delta": piece}
+            for piece in answer.pieces
+        ]
+        done = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        closing += [
+            {"type": "response.output_text.done", "item_id": item_id, "text": text},
+            {"type": "response.content_part.done", "item_id": item_id, "part": done},
+            {
+                "type": "response.output_item.done",
+                "item": _message_item(number, [done], "completed"),
+            },
+        ]
+    for i, spec in enumerate(answer.tool_calls):
+        item = _function_item(spec, i, "", "in_progress")
+        payload.append({"type": "response.output_item.added", "item": item})
+        for start in range(0, len(spec.arguments), _ARGUMENT_PIECE_CHARS):
+            fragment = spec.arguments[start : start + _ARGUMENT_PIECE_CHARS]
+            payload.append(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": item["id"],
+                    "delta": fragment,
+                }
+            )
+        closing.append(
+            {
+                "type": "response.output_item.done",
+                "item": _function_item(spec, i, spec.arguments, "completed"),
+            }
+        )
+    clean = True
+    events = opening
+    error_after, break_after = behaviour.error_after, behaviour.break_after
+    if error_after is not None and (break_after is None or error_after <= break_after):
+        error = {"type": "error", "code": behaviour.error_code, "message": behaviour.error_message}
+        events += [*payload[:error_after], error]
+    elif break_after is not None:
+        events += payload[:break_after]
+        clean = False
+    else:
+        completed = _responses_reply(answer, behaviour, envelope, number)
+        done_type = (
+            "response.incomplete" if completed["status"] == "incomplete" else "response.completed"
+        )
+        events += [*payload, *closing, {"type": done_type, "response": completed}]
+    framed = [_frame_event(_dumps(e), behaviour, str(e["type"]).encode()) for e in events]
+    return framed, clean
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -399,6 +535,8 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "chat"
         elif self.command == "POST" and path == _COMPLETIONS_PATH:
             kind = "completion"
+        elif self.command == "POST" and path == _RESPONSES_PATH:
+            kind = "responses"
         else:
             message = f"Invalid URL ({self.command} {path})"
             self._send_json(404, _error_body(message, "invalid_request_error", None))
@@ -434,8 +572,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_bytes(200, b"".join(behaviour.raw))
             return
         answer = _answer(kind, body, behaviour)
-        prefix = behaviour.id_prefix or ("chatcmpl-" if kind == "chat" else "cmpl-")
+        prefix = behaviour.id_prefix or {"chat": "chatcmpl-", "completion": "cmpl-"}.get(
+            kind, "resp_"
+        )
         envelope = {"id": f"{prefix}{number}", "created": int(time.time()), "model": model}
+        if kind == "responses":
+            if body.get("stream") is True:
+                events, clean = _responses_events(answer, behaviour, envelope, number)
+                self._stream(events, clean, behaviour, done=False)
+            elif owner._pause(behaviour.delay_s):
+                self._send_json(200, _responses_reply(answer, behaviour, envelope, number))
+            else:
+                self.close_connection = True
+            return
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -498,7 +647,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OpenAICompatibleServer:
-    """A real HTTP server on localhost answering ``/v1/chat/completions`` and ``/v1/completions``.
+    """A real HTTP server on localhost answering ``/v1/chat/completions``, ``/v1/completions``
+    and ``/v1/responses``.
 
     Behaviour is chosen per request by the body's ``model`` so one server can play many
     backends at once (a healthy one, a flaky one, a slow one) in the same test.

@@ -26,6 +26,8 @@ class ModelBackendType(StrEnum):
 
     OPENAI_CHAT = "openai_chat"
     OPENAI_COMPLETION = "openai_completion"
+    OPENAI_RESPONSES = "openai_responses"
+    OPENAI_EMBEDDING = "openai_embedding"
     REPLAY = "replay"
 
 

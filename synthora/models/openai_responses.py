@@ -1,0 +1,117 @@
+"""A backend for OpenAI's Responses API (``POST /v1/responses``), the one OpenAI now recommends.
+
+The conversation goes out as the API takes it: system and developer messages as
+``instructions``, the rest as ``input`` items (a tool call the model made as a ``function_call``
+item, a tool's result as a ``function_call_output``); chat-format tools are sent in the
+Responses format; ``max_completion_tokens`` / ``max_tokens`` become ``max_output_tokens``.
+Streams are read off the wire and decoded with msgspec (`ResponsesStreamState`), as the chat
+wire's are. Everything else, the client, retries, errors and the run's lifecycle, is the chat
+backend's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+
+from synthora.events import Usage
+from synthora.messages import BaseMessage, ToolCall, assistant
+from synthora.models.chunks import ResponsesStreamState, StreamState, responses_finish_reason
+from synthora.models.openai_backend import OpenAIChatBackend
+from synthora.models.protocol import ModelReply, ModelRequest
+from synthora.models.request import sdk_params
+from synthora.types.enums import MessageRole, ModelBackendType
+
+__all__ = ["OpenAIResponsesBackend"]
+
+_INSTRUCTIONS = (MessageRole.SYSTEM, MessageRole.DEVELOPER)
+
+
+class OpenAIResponsesBackend(OpenAIChatBackend):
+    """A chat model behind OpenAI's Responses API, or any server that speaks it (llama.cpp).
+
+    ``run(messages)`` returns the reply `BaseMessage`; with `stream` on, a `RunStream` of
+    `MessageChunk`. Built with `default`, as the chat backend is.
+    """
+
+    backend_type = ModelBackendType.OPENAI_RESPONSES
+    _state_type: type[StreamState] = ResponsesStreamState
+
+    def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
+        return client.responses
+
+    def _sdk_request(self, request: ModelRequest) -> tuple[dict[str, Any], bool]:
+        sdk = {"model": request.model, **self._sdk_input(request), **self._sdk_params(request)}
+        if request.stream:
+            sdk["stream"] = True
+        return sdk, False  # usage always comes in response.completed: nothing to ask for
+
+    def _sdk_input(self, request: ModelRequest) -> dict[str, Any]:
+        instructions = [m.text for m in request.messages if m.role in _INSTRUCTIONS]
+        items: list[dict[str, Any]] = []
+        for message in request.messages:
+            if message.role not in _INSTRUCTIONS:
+                items += _input_items(message)
+        sdk: dict[str, Any] = {"input": items}
+        if instructions:
+            sdk["instructions"] = "\n\n".join(instructions)
+        return sdk
+
+    def _sdk_params(self, request: ModelRequest) -> dict[str, Any]:
+        params = sdk_params(request.params)
+        for name in ("max_completion_tokens", "max_tokens"):
+            if name in params:
+                params.setdefault("max_output_tokens", params.pop(name))
+        if isinstance(params.get("tools"), list):
+            params["tools"] = [_responses_tool(tool) for tool in params["tools"]]
+        return params
+
+    def _reply(self, reply: Any) -> ModelReply:
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for item in reply.output or ():
+            if item.type == "message":
+                texts += [part.text for part in item.content if part.type == "output_text"]
+            elif item.type == "function_call":
+                calls.append(ToolCall(id=item.call_id, name=item.name, arguments=item.arguments))
+        text = "".join(texts)
+        usage = reply.usage
+        details = reply.incomplete_details
+        return ModelReply(
+            assistant(text if text or not calls else None, tool_calls=calls),
+            responses_finish_reason(reply.status, details.reason if details else None, bool(calls)),
+            usage=None
+            if usage is None
+            else Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            response_id=reply.id,
+            response_model=reply.model,
+        )
+
+
+def _input_items(message: BaseMessage) -> list[dict[str, Any]]:
+    """One chat message as Responses input items."""
+    if message.role == MessageRole.TOOL:
+        return [
+            {
+                "type": "function_call_output",
+                "call_id": message.tool_call_id,
+                "output": message.text,
+            }
+        ]
+    items: list[dict[str, Any]] = []
+    if message.content is not None:
+        items.append({"role": message.role.value, "content": message.content})
+    items += [
+        {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}
+        for c in message.tool_calls
+    ]
+    return items
+
+
+def _responses_tool(tool: Any) -> Any:
+    """A chat-format tool (``{"type": "function", "function": {...}}``) in the Responses format,
+    where the function's fields sit on the tool itself; any other tool as given."""
+    if isinstance(tool, dict) and tool.get("type") == "function" and "function" in tool:
+        return {"type": "function", **tool["function"]}
+    return tool
