@@ -2,7 +2,7 @@
 
 usage: python bench/run_all.py [--json bench-results.json] [--quick]
 
-Runs each script in its own process (stream_overhead, peers, scale, event_log, durable_log,
+Runs each script in its own process (stream_overhead, wires, peers, scale, event_log, durable_log,
 replay, and dashboards when PostgreSQL answers), prints their tables as they finish, and writes
 one JSON document: the commit, the date, the Python and package versions, and each script's
 figures.
@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FULL: dict[str, list[str]] = {
     "stream_overhead": [],
+    "wires": [],
     "peers": [],
     "scale": [],
     "event_log": [],
@@ -32,6 +33,7 @@ FULL: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "stream_overhead": ["--tokens", "500", "--rounds", "3", "--plain-runs", "10"],
+    "wires": ["--tokens", "500", "--rounds", "3"],
     "peers": ["--tokens", "500", "--rounds", "3"],
     "scale": ["--levels", "1,10,100", "--tokens", "20"],
     "event_log": ["--events", "50000", "--read-events", "100000", "--rounds", "3"],

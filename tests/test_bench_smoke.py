@@ -28,6 +28,9 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             id="event-log",
         ),
         pytest.param(
+            "wires.py", ["--tokens", "20", "--rounds", "1"], {"chat", "responses"}, id="wires"
+        ),
+        pytest.param(
             "durable_log.py",
             ["--runs", "4", "--rounds", "1", "--threads", "2"],
             {"no log", "SQLite log"},
