@@ -488,7 +488,7 @@ def without_content(event: Event) -> Event:
         calls = tuple(replace(c, arguments="") for c in event.tool_calls)
         return replace(event, text="", tool_calls=calls)
     if isinstance(event, EndEvent):
-        return replace(event, output=_blank(event.output))
+        return replace(event, output=_blank(event.output), vectors=None)
     return replace(event, partial_output=_blank(event.partial_output))
 
 

@@ -26,12 +26,14 @@ import openai
 
 from synthora.errors import SynthoraError
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
-from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
+from synthora.messages import MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
+from synthora.models.openai_embeddings import texts_to_embed
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.request import event_params
-from synthora.models.streams import AsyncRunStream, DeltaSource, RunStream, Source
+from synthora.models.streams import DeltaSource, Source
+from synthora.models.vectors import unpack
 from synthora.runs import Run
 from synthora.storage.errors import StorageError
 from synthora.storage.log import EventLog
@@ -92,7 +94,7 @@ class ReplayBackend(BaseModelBackend):
         self,
         log: EventLog,
         *,
-        operation: Literal["chat", "text_completion"] = "chat",
+        operation: Literal["chat", "text_completion", "embeddings"] = "chat",
         model_type: str | None = None,
         config: dict[str, Any] | None = None,
         mode: Mode = "strict",
@@ -125,9 +127,7 @@ class ReplayBackend(BaseModelBackend):
 
     # -- the twins: a recorded answer, or a miss ------------------------------------------------
 
-    def run(
-        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | RunStream:
+    def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
         request = self._request(messages, params)
         if request.recorded:
             return self._run(request)
@@ -136,7 +136,7 @@ class ReplayBackend(BaseModelBackend):
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | AsyncRunStream:
+    ) -> Any:
         request = self._request(messages, params)
         if request.recorded:
             return await self._arun(request)
@@ -152,11 +152,12 @@ class ReplayBackend(BaseModelBackend):
                 raise rebuild_error(error)
             case EndEvent() as end:
                 return ModelReply(
-                    end.output or assistant(recorded.text),
+                    end.output or (None if end.vectors is not None else assistant(recorded.text)),
                     end.finish_reason,
                     usage=end.usage,
                     response_id=end.response_id,
                     response_model=end.response_model,
+                    vectors=None if end.vectors is None else unpack(end.vectors),
                 )
             case None:  # the recorded run never ended (its process died)
                 return ModelReply(assistant(recorded.text), "interrupted")
@@ -188,16 +189,23 @@ class ReplayBackend(BaseModelBackend):
     ) -> _Replaying:
         """The request, with the recorded run that answers it (none on a miss in record mode;
         a miss in strict mode raises `ReplayMissError`)."""
-        completion = self.operation == "text_completion"
-        prompt = prompt_of(messages) if completion else None
+        prompt: str | list[str] | None = None
+        match self.operation:
+            case "text_completion":
+                prompt = prompt_of(messages)
+            case "embeddings":
+                prompt = texts_to_embed(messages)
         asked = (
-            ModelRequest(
-                model="", messages=[], params={**self.config, **params}, stream=self.stream
+            super()._request(messages, params)
+            if prompt is None
+            else ModelRequest(
+                model="",
+                messages=[],
+                params={**self.config, **params},
+                stream=self.stream and self.operation != "embeddings",
             )
-            if completion
-            else super()._request(messages, params)
         )
-        wire = prompt if completion else [m.to_openai() for m in asked.messages]
+        wire = [m.to_openai() for m in asked.messages] if prompt is None else prompt
         matched = self._replay_request(wire, event_params(asked.params), self.model_type or None)
         recorded = self._take(matched)
         if recorded is None:
@@ -218,7 +226,7 @@ class ReplayBackend(BaseModelBackend):
     def _start_payload(self, request: ModelRequest) -> dict[str, Any]:
         assert isinstance(request, _Replaying)
         payload = {**super()._start_payload(request), "provider": request.provider}
-        if self.operation == "text_completion":
+        if request.prompt is not None:
             payload |= {"messages": None, "prompt": request.prompt}
         return payload
 

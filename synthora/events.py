@@ -31,9 +31,10 @@ __all__ = [
 
 EVENT_SCHEMA_VERSION = 2
 """Bumped whenever a stored event's shape changes; readers upgrade older rows on read
-(`synthora.storage.codec`). 2: ``provider`` on start events, ``chunks`` on end events."""
+(`synthora.storage.codec`). 2: ``provider`` on start events, ``chunks`` and ``vectors`` on
+end events."""
 
-Operation = Literal["chat", "text_completion", "invoke_agent", "execute_tool"]
+Operation = Literal["chat", "text_completion", "embeddings", "invoke_agent", "execute_tool"]
 ErrorStage = Literal["request", "stream", "scope"]
 
 
@@ -91,7 +92,8 @@ class TokenEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="token"):
 
 class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early.
-    ``chunks`` counts the output chunks (token events) the run produced."""
+    ``chunks`` counts the output chunks (token events) the run produced. An embeddings run has
+    no output message but ``vectors``: one a text, packed (`synthora.models.vectors`)."""
 
     kind: ClassVar[str] = "end"
     output: BaseMessage | None = None
@@ -102,6 +104,7 @@ class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     duration_s: float = 0.0
     time_to_first_token_s: float | None = None
     chunks: int = 0
+    vectors: tuple[bytes, ...] | None = None
 
 
 class ErrorEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="error"):

@@ -194,6 +194,7 @@ class Run:
         usage: Usage | None = None,
         response_id: str | None = None,
         response_model: str | None = None,
+        vectors: tuple[bytes, ...] | None = None,
     ) -> EndEvent | None:
         if not self._claim():
             return None
@@ -213,6 +214,7 @@ class Run:
                 else (self._first_token_ns - self._started_ns) / 1e9
             ),
             chunks=self.tokens,
+            vectors=vectors,
             **self._envelope,
         )
 

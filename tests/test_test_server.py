@@ -578,13 +578,13 @@ def test_unknown_path_is_404(
     server: OpenAICompatibleServer, client: openai.OpenAI, http: httpx2.Client
 ) -> None:
     """Unknown URLs get an OpenAI-style 404 error body."""
-    response = http.post("/embeddings", json={"model": "m", "input": "x"})
+    response = http.post("/images/generations", json={"model": "m", "prompt": "x"})
 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
         "error": {
-            "message": "Invalid URL (POST /v1/embeddings)",
+            "message": "Invalid URL (POST /v1/images/generations)",
             "type": "invalid_request_error",
             "param": None,
             "code": None,

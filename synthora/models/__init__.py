@@ -6,6 +6,7 @@ twins) over `ModelRequest`, answering with a `ModelReply` or `ModelDelta` pieces
 
 from synthora.models.base import BaseModelBackend
 from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBackend
+from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
 from synthora.models.openai_responses import OpenAIResponsesBackend
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.streams import AsyncRunStream, RunStream
@@ -18,6 +19,7 @@ __all__ = [
     "ModelRequest",
     "OpenAIChatBackend",
     "OpenAICompletionBackend",
+    "OpenAIEmbeddingBackend",
     "OpenAIResponsesBackend",
     "RunStream",
 ]

@@ -34,7 +34,6 @@ from synthora import bus
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
 from synthora.events import EVENT_KINDS, Event, EventKind
 from synthora.messages import (
-    BaseMessage,
     MessageChunk,
     MessageInput,
     ToolCallDelta,
@@ -51,6 +50,7 @@ from synthora.models.streams import (
     RunStream,
     Source,
 )
+from synthora.models.vectors import pack
 from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, service_name
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
@@ -161,17 +161,17 @@ class BaseModelBackend:
 
     # -- the lifecycle: the two twins, around a validated request --------------------------------
 
-    def run(
-        self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | RunStream:
+    def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
+        """The reply `BaseMessage`; with `stream` on, a `RunStream` of `MessageChunk`; for an
+        embeddings backend, one vector per text."""
         return self._run(self._request(messages, params))
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
-    ) -> BaseMessage | AsyncRunStream:
+    ) -> Any:
         return await self._arun(self._request(messages, params))
 
-    def _run(self, request: ModelRequest) -> BaseMessage | RunStream:
+    def _run(self, request: ModelRequest) -> Any:
         run = self._new_run(request)
         run.emit(run.start(**self._start_payload(request)))
         try:
@@ -183,9 +183,9 @@ class BaseModelBackend:
             raise
         for event in _reply_events(run, reply):
             run.emit(event)
-        return reply.message
+        return self._result(reply)
 
-    async def _arun(self, request: ModelRequest) -> BaseMessage | AsyncRunStream:
+    async def _arun(self, request: ModelRequest) -> Any:
         run = self._new_run(request)
         await run.emit_async(run.start(**self._start_payload(request)))
         try:
@@ -197,7 +197,7 @@ class BaseModelBackend:
             raise
         for event in _reply_events(run, reply):
             await run.emit_async(event)
-        return reply.message
+        return self._result(reply)
 
     # -- what a backend implements --------------------------------------------------------------
 
@@ -248,6 +248,13 @@ class BaseModelBackend:
             **self._server_attributes(),
         }
 
+    def _result(self, reply: ModelReply) -> Any:
+        """What ``run`` returns for a whole reply: its message (an embeddings run: vectors)."""
+        if self.operation == "embeddings":
+            return reply.vectors or []
+        assert reply.message is not None, f"{type(self).__name__}._generate gave no message"
+        return reply.message
+
     def _server_attributes(self) -> dict[str, Any]:
         """``server_address`` and ``server_port`` of the server runs go to, where known."""
         return {}
@@ -275,20 +282,22 @@ class BaseModelBackend:
 def _reply_events(run: Run, reply: ModelReply) -> list[Event | None]:
     """A whole reply as the events a stream would have given: one token, then end."""
     message = reply.message
-    deltas = tuple(
-        ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
-        for i, call in enumerate(message.tool_calls)
-    )
     token = None
-    if message.text or deltas:
-        chunk = MessageChunk(content=message.text, delta=message.text, tool_call_deltas=deltas)
-        token = run.token(chunk)
+    if message is not None:
+        deltas = tuple(
+            ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
+            for i, call in enumerate(message.tool_calls)
+        )
+        if message.text or deltas:
+            chunk = MessageChunk(content=message.text, delta=message.text, tool_call_deltas=deltas)
+            token = run.token(chunk)
     end = run.close_with_end(
         message,
         reply.finish_reason,
         usage=reply.usage,
         response_id=reply.response_id,
         response_model=reply.response_model,
+        vectors=None if reply.vectors is None else pack(reply.vectors),
     )
     return [token, end]
 

@@ -33,13 +33,15 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ModelReply(msgspec.Struct, frozen=True):
-    """A whole answer: the message and what the server said about it."""
+    """A whole answer: the message and what the server said about it; an embeddings answer
+    has no message but one vector per input text."""
 
-    message: BaseMessage
+    message: BaseMessage | None
     finish_reason: str | None = None
     usage: Usage | None = None
     response_id: str | None = None
     response_model: str | None = None
+    vectors: list[list[float]] | None = None
 
 
 class ModelDelta(msgspec.Struct, frozen=True):

@@ -13,13 +13,16 @@ their own agents offline.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import hashlib
 import json
 import signal
 import socket
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +40,8 @@ __all__ = [
 _CHAT_PATH = "/v1/chat/completions"
 _COMPLETIONS_PATH = "/v1/completions"
 _RESPONSES_PATH = "/v1/responses"
+_EMBEDDINGS_PATH = "/v1/embeddings"
+_EMBEDDING_DIMENSIONS = 8
 # Real servers stream tool-call arguments in small fragments; clients must concatenate them.
 _ARGUMENT_PIECE_CHARS = 8
 # How long stop() waits for connection threads to notice their sockets were shut down.  They
@@ -47,7 +52,7 @@ _STOP_GRACE_S = 2.0
 _POLL_INTERVAL_S = 0.1
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
-_Kind = Literal["chat", "completion", "responses"]
+_Kind = Literal["chat", "completion", "responses", "embeddings"]
 
 
 @dataclass(frozen=True)
@@ -465,6 +470,33 @@ def _responses_events(
     return framed, clean
 
 
+def embedding_of(text: str) -> list[float]:
+    """The test server's embedding of `text`: float32 values that depend on the text alone."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return list(array("f", (b / 255 - 0.5 for b in digest[:_EMBEDDING_DIMENSIONS])))
+
+
+def _embeddings_reply(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """``POST /v1/embeddings``: floats, or base64 float32 when asked (as the SDK asks)."""
+    given = body.get("input")
+    texts = [given] if isinstance(given, str) else [t for t in given or () if isinstance(t, str)]
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vector = embedding_of(text)
+        encoded: Any = (
+            base64.b64encode(array("f", vector).tobytes()).decode() if as_base64 else vector
+        )
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(text.split()) for text in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -537,6 +569,8 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "completion"
         elif self.command == "POST" and path == _RESPONSES_PATH:
             kind = "responses"
+        elif self.command == "POST" and path == _EMBEDDINGS_PATH:
+            kind = "embeddings"
         else:
             message = f"Invalid URL ({self.command} {path})"
             self._send_json(404, _error_body(message, "invalid_request_error", None))
@@ -570,6 +604,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(list(behaviour.raw), True, behaviour, done=False)
             else:
                 self._send_bytes(200, b"".join(behaviour.raw))
+            return
+        if kind == "embeddings":
+            if owner._pause(behaviour.delay_s):
+                self._send_json(200, _embeddings_reply(body, model))
+            else:
+                self.close_connection = True
             return
         answer = _answer(kind, body, behaviour)
         prefix = behaviour.id_prefix or {"chat": "chatcmpl-", "completion": "cmpl-"}.get(
@@ -647,8 +687,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OpenAICompatibleServer:
-    """A real HTTP server on localhost answering ``/v1/chat/completions``, ``/v1/completions``
-    and ``/v1/responses``.
+    """A real HTTP server on localhost answering ``/v1/chat/completions``, ``/v1/completions``,
+    ``/v1/responses`` and ``/v1/embeddings``.
 
     Behaviour is chosen per request by the body's ``model`` so one server can play many
     backends at once (a healthy one, a flaky one, a slow one) in the same test.
