@@ -592,7 +592,7 @@ def test_unknown_path_is_404(
     }
     with pytest.raises(openai.NotFoundError):
         client.models.list()
-    assert [r.path for r in server.requests] == ["/v1/embeddings", "/v1/models"]
+    assert [r.path for r in server.requests] == ["/v1/images/generations", "/v1/models"]
 
 
 def test_malformed_json_is_400(http: httpx2.Client) -> None:
