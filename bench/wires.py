@@ -4,7 +4,8 @@ usage: python bench/wires.py [--tokens 2000] [--rounds 5] [--json FILE]
 
 For each wire the bundled server (a separate process, zero delay) streams `--tokens` chunks; the
 SDK's own loop (``client.chat.completions.create(stream=True)``,
-``client.responses.create(stream=True)``) iterates its typed events, and the Synthora backend
+``client.responses.create(stream=True)``, anthropic's ``client.messages.create(stream=True)``
+when the ``anthropic`` extra is installed) iterates its typed events, and the Synthora backend
 of the same wire, with three no-op callback handlers, iterates its chunks. Rounds interleave the
 contenders so noise hits them alike; medians and the ratio to the SDK loop measured in this same
 run are printed. CPU time (``time.process_time``) is measured, so the server's share is left out.
@@ -24,7 +25,12 @@ from typing import Any
 import openai
 
 from synthora import Node, NodeType
-from synthora.models import BaseModelBackend, OpenAIChatBackend, OpenAIResponsesBackend
+from synthora.models import (
+    AnthropicBackend,
+    BaseModelBackend,
+    OpenAIChatBackend,
+    OpenAIResponsesBackend,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from stream_overhead import NoOp, start_server
@@ -53,10 +59,33 @@ def contenders(base_url: str) -> dict[str, dict[str, Callable[[], int]]]:
         stream = client.responses.create(model="bench", input="go", stream=True)
         return sum(1 for event in stream if event.type == "response.output_text.delta")
 
-    return {
+    wires = {
         "chat": {"sdk": chat_sdk, "synthora": synthora(OpenAIChatBackend)},
         "responses": {"sdk": responses_sdk, "synthora": synthora(OpenAIResponsesBackend)},
     }
+    try:
+        import anthropic  # noqa: PLC0415 - the optional extra; measured where installed
+    except ImportError:
+        print("(the Messages wire left out: pip install 'synthora[anthropic]')")
+        return wires
+    root = base_url.removesuffix("/v1")
+    claude = anthropic.Anthropic(api_key="bench", base_url=root, max_retries=0)
+    ours = AnthropicBackend.default(
+        "bench", agent, api_key="bench", base_url=root, max_retries=0, stream=True,
+        handlers=[NoOp() for _ in range(3)],
+    )  # fmt: skip
+
+    def messages_sdk() -> int:
+        stream = claude.messages.create(
+            model="bench", max_tokens=4096, messages=MESSAGES, stream=True
+        )  # type: ignore[call-overload]
+        return sum(1 for event in stream if event.type == "content_block_delta")
+
+    wires["messages"] = {
+        "sdk": messages_sdk,
+        "synthora": lambda: sum(1 for _ in ours.run(MESSAGES)),
+    }
+    return wires
 
 
 def main() -> int:

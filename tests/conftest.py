@@ -44,7 +44,8 @@ def server() -> Iterator[OpenAICompatibleServer]:
 @pytest.fixture
 def model(request: pytest.FixtureRequest) -> str:
     """A model name unique to this test, so its scripted behaviour is its own."""
-    return "model-" + re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")
+    name = f"{request.node.module.__name__}-{request.node.name}"
+    return "model-" + re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
 
 MakeBackend = Callable[..., Any]

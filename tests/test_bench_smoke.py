@@ -28,7 +28,10 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             id="event-log",
         ),
         pytest.param(
-            "wires.py", ["--tokens", "20", "--rounds", "1"], {"chat", "responses"}, id="wires"
+            "wires.py",
+            ["--tokens", "20", "--rounds", "1"],
+            {"chat", "responses", "messages"},
+            id="wires",
         ),
         pytest.param(
             "durable_log.py",

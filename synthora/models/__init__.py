@@ -4,6 +4,7 @@
 twins) over `ModelRequest`, answering with a `ModelReply` or `ModelDelta` pieces.
 """
 
+from synthora.models.anthropic_backend import AnthropicBackend
 from synthora.models.base import BaseModelBackend
 from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBackend
 from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
@@ -12,6 +13,7 @@ from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.streams import AsyncRunStream, RunStream
 
 __all__ = [
+    "AnthropicBackend",
     "AsyncRunStream",
     "BaseModelBackend",
     "ModelDelta",

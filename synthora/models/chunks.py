@@ -111,17 +111,30 @@ class StreamState(OutputState):
         """What the first choice of a chunk adds to the output; None when nothing."""
         raise NotImplementedError
 
-    def _malformed(self, payload: bytes, error: Exception) -> openai.APIError:
-        return openai.APIError(
-            message=f"the server sent a chunk that is not an OpenAI chunk ({error}): "
-            f"{payload[:200]!r}",
+    sdk: Any = openai
+    """The SDK whose exceptions this wire raises (``APIError``, ``APIConnectionError``, …)."""
+
+    def _malformed(self, payload: bytes, error: Exception) -> Exception:
+        failure: Exception = self.sdk.APIError(
+            message=f"the server sent a chunk this wire cannot read ({error}): {payload[:200]!r}",
             request=self.request,
             body=None,
         )
+        return failure
+
+    def _stream_error(self, body: Any) -> Exception:
+        """The exception the SDK's own stream raises for an error object in the stream."""
+        message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            message = body["error"].get("message")  # Anthropic: {"type": "error", "error": {…}}
+        if not isinstance(message, str) or not message:
+            message = "An error occurred during streaming"
+        failure: Exception = self.sdk.APIError(message=message, request=self.request, body=body)
+        return failure
 
     def _note(self, chunk: _WireChatChunk | _WireCompletionChunk) -> None:
         if chunk.error is not None:
-            raise _stream_error(chunk.error, self.request)
+            raise self._stream_error(chunk.error)
         if self.response_id is None and chunk.id:
             self.response_id = chunk.id
         if chunk.model:
@@ -181,14 +194,6 @@ class CompletionStreamState(StreamState):
 
     def _output(self, choice: _WireCompletionChoice) -> MessageChunk | None:
         return self.add(choice.text, choice.finish_reason) if choice.text else None
-
-
-def _stream_error(body: Any, request: httpx2.Request) -> openai.APIError:
-    """The exception the SDK's own stream raises for an ``error`` object in a data line."""
-    message = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(message, str) or not message:
-        message = "An error occurred during streaming"
-    return openai.APIError(message=message, request=request, body=body)
 
 
 # -- OpenAI's Responses API: typed stream events rather than choices ------------------------------
@@ -262,7 +267,7 @@ class ResponsesStreamState(StreamState):
         except _MALFORMED as error:
             raise self._malformed(payload, error) from error
         if event.error is not None:
-            raise _stream_error(event.error, self.request)
+            raise self._stream_error(event.error)
         match event.type:
             case "response.output_text.delta" if event.delta:
                 return self.add(event.delta, None)
@@ -301,7 +306,127 @@ class ResponsesStreamState(StreamState):
                 response.status, details.reason if details else None, bool(self._items)
             )
 
-    def _failure(self, event: _WireResponsesEvent) -> openai.APIError:
+    def _failure(self, event: _WireResponsesEvent) -> Exception:
         error = event.response.error if event.response else None
         body = error if error is not None else {"message": event.message, "code": event.code}
-        return _stream_error(body, self.request)
+        return self._stream_error(body)
+
+
+# -- Anthropic's Messages API: content blocks, started, filled by deltas, stopped -----------------
+
+
+class _WireMessagesUsage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+
+
+class _WireMessage(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    usage: _WireMessagesUsage | None = None
+
+
+class _WireBlock(msgspec.Struct):
+    type: str = ""
+    id: str | None = None
+    name: str | None = None
+    text: str | None = None
+
+
+class _WireBlockDelta(msgspec.Struct):
+    type: str = ""
+    text: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _WireMessagesEvent(msgspec.Struct):
+    type: str = ""
+    index: int | None = None
+    message: _WireMessage | None = None
+    content_block: _WireBlock | None = None
+    delta: _WireBlockDelta | None = None
+    usage: _WireMessagesUsage | None = None
+    error: Any = None
+
+
+MESSAGES_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+"""Anthropic's stop reasons in the finish-reason words every other wire uses."""
+
+
+def messages_input_tokens(usage: Any) -> int | None:
+    """All the input a Messages request read: Anthropic counts cached parts apart, the GenAI
+    conventions count them in."""
+    counts = [
+        getattr(usage, name, None)
+        for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    ]
+    known = [count for count in counts if isinstance(count, int)]
+    return sum(known) if known else None
+
+
+class MessagesStreamState(StreamState):
+    """Anthropic Messages stream events: ``text_delta`` is text, a ``tool_use`` block and its
+    ``input_json_delta`` pieces are a tool call, ``message_start`` and ``message_delta`` carry
+    the usage and stop reason, ``message_stop`` ends the stream; ``ping`` and event types this
+    does not know are skipped."""
+
+    __slots__ = ("_input_tokens", "_tools", "sdk")
+    _decode = msgspec.json.Decoder(_WireMessagesEvent).decode
+
+    def __init__(self, run_id: str, request: Any, sdk: Any) -> None:
+        super().__init__(run_id, request)
+        self.sdk = sdk
+        self._tools: dict[int, int] = {}
+        self._input_tokens: int | None = None
+
+    def consume(self, payload: bytes) -> MessageChunk | None:
+        try:
+            event = self._decode(payload)
+        except _MALFORMED as error:
+            raise self._malformed(payload, error) from error
+        if event.error is not None:
+            raise self._stream_error(event.error)
+        match event.type:
+            case "content_block_delta" if event.delta is not None:
+                delta = event.delta
+                if delta.type == "input_json_delta" and delta.partial_json:
+                    index = self._tools.get(event.index or 0, 0)
+                    call = ToolCallDelta(index=index, arguments=delta.partial_json)
+                    return self.add("", None, (call,))
+                if delta.text:
+                    return self.add(delta.text, None)
+            case "content_block_start" if event.content_block is not None:
+                block = event.content_block
+                if block.type == "tool_use":
+                    index = self._tools.setdefault(event.index or 0, len(self._tools))
+                    call = ToolCallDelta(index=index, id=block.id, name=block.name)
+                    return self.add("", None, (call,))
+                if block.text:
+                    return self.add(block.text, None)
+            case "message_start" if event.message is not None:
+                message = event.message
+                self.response_id = message.id
+                self.response_model = message.model
+                if message.usage is not None:
+                    self._input_tokens = messages_input_tokens(message.usage)
+                    self._note_usage(message.usage.output_tokens)
+            case "message_delta":
+                if event.delta is not None and event.delta.stop_reason is not None:
+                    reason = event.delta.stop_reason
+                    self.finish_reason = MESSAGES_FINISH_REASONS.get(reason, reason)
+                if event.usage is not None:
+                    self._note_usage(event.usage.output_tokens)
+            case "message_stop":
+                self.done = True
+        return None
+
+    def _note_usage(self, output_tokens: int | None) -> None:
+        self.usage = Usage(input_tokens=self._input_tokens, output_tokens=output_tokens)

@@ -28,9 +28,9 @@ from synthora.events import Usage
 from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
-from synthora.models.openai_stream import AsyncSSESource, SSESource
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
+from synthora.models.sse_stream import AsyncSSESource, SSESource
 from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node

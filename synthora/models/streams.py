@@ -1,7 +1,7 @@
 """Stream wrappers that report a run's end exactly once, whichever way the stream ends.
 
 A wrapper reads chunks from a *source*: `DeltaSource` over a backend's `ModelDelta` iterator, or
-a wire's own faster reader (`synthora.models.openai_stream` decodes SSE bytes straight into
+a wire's own faster reader (`synthora.models.sse_stream` decodes SSE bytes straight into
 chunks). Whatever the source, a stream ends in one of four ways, and each emits exactly one
 closing event:
 

@@ -41,6 +41,7 @@ _CHAT_PATH = "/v1/chat/completions"
 _COMPLETIONS_PATH = "/v1/completions"
 _RESPONSES_PATH = "/v1/responses"
 _EMBEDDINGS_PATH = "/v1/embeddings"
+_MESSAGES_PATH = "/v1/messages"
 _EMBEDDING_DIMENSIONS = 8
 # Real servers stream tool-call arguments in small fragments; clients must concatenate them.
 _ARGUMENT_PIECE_CHARS = 8
@@ -52,7 +53,7 @@ _STOP_GRACE_S = 2.0
 _POLL_INTERVAL_S = 0.1
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
-_Kind = Literal["chat", "completion", "responses", "embeddings"]
+_Kind = Literal["chat", "completion", "responses", "embeddings", "messages"]
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def _answer(kind: _Kind, body: dict[str, Any], behaviour: Behaviour) -> _Answer:
     """Decide the reply; the default echoes the input so tests can tell requests apart."""
     tool_calls = behaviour.tool_calls if kind != "completion" and body.get("tools") else ()
     if kind != "completion":
-        messages = body.get("messages" if kind == "chat" else "input")
+        messages = body.get("input" if kind == "responses" else "messages")
         if isinstance(messages, str):  # a Responses input may be one string
             messages = [{"role": "user", "content": messages}]
         messages = (
@@ -470,6 +471,110 @@ def _responses_events(
     return framed, clean
 
 
+# -- Anthropic's Messages API: content blocks and their deltas -----------------------------------
+
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _anthropic_error(behaviour: Behaviour) -> dict[str, Any]:
+    return {"type": behaviour.error_type, "message": behaviour.error_message}
+
+
+def _messages_usage(answer: _Answer, output_tokens: int) -> dict[str, int]:
+    return {
+        "input_tokens": answer.usage["prompt_tokens"],
+        "output_tokens": output_tokens,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def _messages_reply(
+    answer: _Answer, behaviour: Behaviour, envelope: dict[str, Any]
+) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if answer.pieces or not answer.tool_calls:
+        content.append({"type": "text", "text": "".join(answer.pieces)})
+    content += [
+        {
+            "type": "tool_use",
+            "id": _tool_call_id(spec, i),
+            "name": spec.name,
+            "input": json.loads(spec.arguments or "{}"),
+        }
+        for i, spec in enumerate(answer.tool_calls)
+    ]
+    reply: dict[str, Any] = {
+        "id": envelope["id"],
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "model": envelope["model"],
+        "stop_reason": _STOP_REASONS.get(answer.finish_reason, answer.finish_reason),
+        "stop_sequence": None,
+    }
+    if behaviour.usage != "none":
+        reply["usage"] = _messages_usage(answer, answer.usage["completion_tokens"])
+    return reply
+
+
+def _messages_events(
+    answer: _Answer, behaviour: Behaviour, envelope: dict[str, Any]
+) -> tuple[list[bytes], bool]:
+    """A Messages stream, as Anthropic documents it and llama.cpp sends it."""
+    message = {
+        "id": envelope["id"],
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": envelope["model"],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _messages_usage(answer, 0),
+    }
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": message}]
+    payload: list[dict[str, Any]] = []
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if answer.pieces or not answer.tool_calls:
+        deltas = [{"type": "text_delta", "text": piece} for piece in answer.pieces]
+        blocks.append(({"type": "text", "text": ""}, deltas))
+    for i, spec in enumerate(answer.tool_calls):
+        block = {"type": "tool_use", "id": _tool_call_id(spec, i), "name": spec.name, "input": {}}
+        pieces = range(0, len(spec.arguments), _ARGUMENT_PIECE_CHARS)
+        deltas = [
+            {
+                "type": "input_json_delta",
+                "partial_json": spec.arguments[at : at + _ARGUMENT_PIECE_CHARS],
+            }
+            for at in pieces
+        ]
+        blocks.append((block, deltas))
+    closing: list[dict[str, Any]] = []
+    for index, (block, deltas) in enumerate(blocks):
+        payload.append({"type": "content_block_start", "index": index, "content_block": block})
+        payload += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
+        payload.append({"type": "content_block_stop", "index": index})
+    stop = _STOP_REASONS.get(answer.finish_reason, answer.finish_reason)
+    delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop}}
+    if behaviour.usage != "none":
+        delta["usage"] = {"output_tokens": answer.usage["completion_tokens"]}
+    closing += [delta, {"type": "message_stop"}]
+    clean = True
+    error_after, break_after = behaviour.error_after, behaviour.break_after
+    counted = [e for e in payload if e["type"] == "content_block_delta"]
+    if error_after is not None and (break_after is None or error_after <= break_after):
+        cut = payload.index(counted[error_after]) if error_after < len(counted) else len(payload)
+        error = {"type": "error", "error": _anthropic_error(behaviour)}
+        events += [*payload[:cut], error]
+    elif break_after is not None:
+        cut = payload.index(counted[break_after]) if break_after < len(counted) else len(payload)
+        events += payload[:cut]
+        clean = False
+    else:
+        events += [*payload, *closing]
+    framed = [_frame_event(_dumps(e), behaviour, str(e["type"]).encode()) for e in events]
+    return framed, clean
+
+
 def embedding_of(text: str) -> list[float]:
     """The test server's embedding of `text`: float32 values that depend on the text alone."""
     digest = hashlib.sha256(text.encode()).digest()
@@ -571,6 +676,8 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "responses"
         elif self.command == "POST" and path == _EMBEDDINGS_PATH:
             kind = "embeddings"
+        elif self.command == "POST" and path == _MESSAGES_PATH:
+            kind = "messages"
         else:
             message = f"Invalid URL ({self.command} {path})"
             self._send_json(404, _error_body(message, "invalid_request_error", None))
@@ -591,6 +698,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if behaviour.status is not None:
             error = _error_body(behaviour.error_message, behaviour.error_type, behaviour.error_code)
+            if kind == "messages":  # Anthropic's error shape
+                error = {"type": "error", "error": _anthropic_error(behaviour)}
             self._send_json(behaviour.status, error)
             return
         if behaviour.reject_stream_options is not None and "stream_options" in body:
@@ -616,14 +725,11 @@ class _Handler(BaseHTTPRequestHandler):
             kind, "resp_"
         )
         envelope = {"id": f"{prefix}{number}", "created": int(time.time()), "model": model}
-        if kind == "responses":
-            if body.get("stream") is True:
-                events, clean = _responses_events(answer, behaviour, envelope, number)
-                self._stream(events, clean, behaviour, done=False)
-            elif owner._pause(behaviour.delay_s):
-                self._send_json(200, _responses_reply(answer, behaviour, envelope, number))
-            else:
-                self.close_connection = True
+        if kind in ("messages", "responses"):
+            streamed = body.get("stream") is True
+            self._send_typed(
+                kind, streamed, answer, behaviour=behaviour, envelope=envelope, number=number
+            )
             return
         if body.get("stream") is True:
             options = body.get("stream_options")
@@ -632,6 +738,37 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(events, clean, behaviour)
         elif owner._pause(behaviour.delay_s):
             self._send_json(200, _json_reply(kind, answer, behaviour, envelope))
+        else:
+            self.close_connection = True
+
+    def _send_typed(
+        self,
+        kind: _Kind,
+        streamed: bool,
+        answer: _Answer,
+        *,
+        behaviour: Behaviour,
+        envelope: dict[str, Any],
+        number: int,
+    ) -> None:
+        """The Responses and Messages APIs: a whole object, or typed events without [DONE]."""
+        messages = kind == "messages"
+        if messages:
+            envelope = {**envelope, "id": f"msg_{number}"}
+        if streamed:
+            events, clean = (
+                _messages_events(answer, behaviour, envelope)
+                if messages
+                else _responses_events(answer, behaviour, envelope, number)
+            )
+            self._stream(events, clean, behaviour, done=False)
+        elif self.server.owner._pause(behaviour.delay_s):
+            reply = (
+                _messages_reply(answer, behaviour, envelope)
+                if messages
+                else _responses_reply(answer, behaviour, envelope, number)
+            )
+            self._send_json(200, reply)
         else:
             self.close_connection = True
 
@@ -688,7 +825,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class OpenAICompatibleServer:
     """A real HTTP server on localhost answering ``/v1/chat/completions``, ``/v1/completions``,
-    ``/v1/responses`` and ``/v1/embeddings``.
+    ``/v1/responses``, ``/v1/embeddings`` and Anthropic's ``/v1/messages``.
 
     Behaviour is chosen per request by the body's ``model`` so one server can play many
     backends at once (a healthy one, a flaky one, a slow one) in the same test.

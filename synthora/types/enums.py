@@ -28,6 +28,7 @@ class ModelBackendType(StrEnum):
     OPENAI_COMPLETION = "openai_completion"
     OPENAI_RESPONSES = "openai_responses"
     OPENAI_EMBEDDING = "openai_embedding"
+    ANTHROPIC_MESSAGES = "anthropic_messages"
     REPLAY = "replay"
 
 

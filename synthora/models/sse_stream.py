@@ -1,10 +1,11 @@
-"""Reading an OpenAI stream off the wire: SSE bytes decoded straight into chunks.
+"""Reading a stream off the wire: SSE bytes decoded straight into chunks.
 
 The request goes through the SDK's ``with_streaming_response`` (the SDK still builds, signs,
 retries it and maps HTTP errors to its exceptions); the body is split by `SSEDecoder` and each
 payload decoded by a `StreamState`, ~3 µs a chunk where the SDK's pydantic objects cost ~130 µs.
 `SSESource` and `AsyncSSESource` differ only in how they read; a transport failure is raised as
-the SDK's own stream would raise it.
+the SDK's own stream would raise it. The same sources serve the Anthropic wire, whose SDK has the
+same raw-response shape; the state names the SDK whose exceptions to raise.
 """
 
 from __future__ import annotations
@@ -12,18 +13,29 @@ from __future__ import annotations
 import ssl
 import sys
 from collections import deque
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import anyio
 import httpx2
-import openai
-from openai._response import APIResponse, AsyncAPIResponse
 
 from synthora.messages import MessageChunk
 from synthora.models.chunks import StreamState
 from synthora.models.sse import SSEDecoder
 
-__all__ = ["AsyncSSESource", "SSESource"]
+__all__ = ["AsyncSSESource", "RawResponse", "SSESource"]
+
+
+class RawResponse(Protocol):
+    """A streamed response as the Stainless-built SDKs (openai, anthropic) hand it back from
+    ``with_streaming_response``: the HTTP response to read, its request, and ``close``."""
+
+    @property
+    def http_response(self) -> Any: ...
+
+    @property
+    def http_request(self) -> Any: ...
+
+    def close(self) -> Any: ...
 
 
 class _Payloads:
@@ -62,7 +74,7 @@ class SSESource(_Payloads):
 
     __slots__ = ("_reads", "_response")
 
-    def __init__(self, response: APIResponse[Any], state: StreamState) -> None:
+    def __init__(self, response: RawResponse, state: StreamState) -> None:
         super().__init__(state)
         self._response = response
         self._reads = response.http_response.iter_bytes()
@@ -79,7 +91,7 @@ class SSESource(_Payloads):
             except StopIteration:
                 self._feed_eof()
             except Exception as exc:
-                _raise_as_sdk_error(exc, self._response.http_request)
+                _raise_as_sdk_error(exc, self._response.http_request, self.state.sdk)
 
     def close(self) -> None:
         self._response.close()
@@ -90,7 +102,7 @@ class AsyncSSESource(_Payloads):
 
     __slots__ = ("_reads", "_response")
 
-    def __init__(self, response: AsyncAPIResponse[Any], state: StreamState) -> None:
+    def __init__(self, response: RawResponse, state: StreamState) -> None:
         super().__init__(state)
         self._response = response
         self._reads = response.http_response.aiter_bytes()
@@ -107,14 +119,15 @@ class AsyncSSESource(_Payloads):
             except StopAsyncIteration:
                 self._feed_eof()
             except Exception as exc:
-                _raise_as_sdk_error(exc, self._response.http_request)
+                _raise_as_sdk_error(exc, self._response.http_request, self.state.sdk)
 
     async def aclose(self) -> None:
         await self._response.close()
 
 
-def _raise_as_sdk_error(exc: Exception, request: httpx2.Request) -> NoReturn:
-    """Raise a transport failure of the raw stream as the SDK's own stream would."""
+def _raise_as_sdk_error(exc: Exception, request: httpx2.Request, sdk: Any) -> NoReturn:
+    """Raise a transport failure of the raw stream as the SDK's own stream would (`sdk` is
+    the module whose ``APITimeoutError`` / ``APIConnectionError`` to raise)."""
     timeouts: tuple[type[BaseException], ...] = (httpx2.TimeoutException,)
     failures: tuple[type[BaseException], ...] = (
         httpx2.RequestError,
@@ -126,7 +139,7 @@ def _raise_as_sdk_error(exc: Exception, request: httpx2.Request) -> NoReturn:
         timeouts += (legacy.TimeoutException,)
         failures += (legacy.RequestError,)
     if isinstance(exc, timeouts):
-        raise openai.APITimeoutError(request=request) from exc
+        raise sdk.APITimeoutError(request=request) from exc
     if isinstance(exc, failures):
-        raise openai.APIConnectionError(request=request) from exc
+        raise sdk.APIConnectionError(request=request) from exc
     raise exc

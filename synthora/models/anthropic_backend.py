@@ -1,0 +1,272 @@
+"""A backend for Anthropic's Messages API (``POST /v1/messages``), through the ``anthropic`` SDK.
+
+The ``anthropic`` package is an extra (``pip install 'synthora[anthropic]'``); this module
+imports it only when a backend is built, so ``synthora.models`` works without it.
+
+The conversation goes out as the API takes it: system messages as ``system``, a tool call the
+model made as a ``tool_use`` block, a tool's result as a user ``tool_result`` block (consecutive
+results in one message, as the API's alternation requires); chat-format tools become
+``input_schema`` tools; ``max_tokens`` is required by the API, so it defaults to
+`DEFAULT_MAX_TOKENS` (``max_completion_tokens`` is read as it). Config keys the installed SDK has
+no argument for (some releases lack ``temperature``) go in the request body. Streams are read
+off the wire and decoded with msgspec (`MessagesStreamState`), as the OpenAI wires' are.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
+
+from synthora.errors import ConfigurationError
+from synthora.events import Usage
+from synthora.messages import BaseMessage, ToolCall, assistant
+from synthora.models.base import BaseModelBackend, CallBackHandler
+from synthora.models.chunks import (
+    MESSAGES_FINISH_REASONS,
+    MessagesStreamState,
+    messages_input_tokens,
+)
+from synthora.models.protocol import ModelReply, ModelRequest
+from synthora.models.request import sdk_params
+from synthora.models.sse_stream import AsyncSSESource, SSESource
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret
+from synthora.types.enums import MessageRole, ModelBackendType, NodeType
+from synthora.types.node import Node
+
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicBackend"]
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` when the config gives none: the Messages API requires one."""
+
+_DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
+
+
+def _sdk() -> Any:
+    try:
+        import anthropic  # noqa: PLC0415 - an optional extra, imported when a backend is built
+    except ImportError as error:
+        raise ConfigurationError(
+            "AnthropicBackend needs the anthropic SDK: pip install 'synthora[anthropic]'"
+        ) from error
+    return anthropic
+
+
+class AnthropicBackend(BaseModelBackend):
+    """A Claude model, or any server speaking Anthropic's Messages API (llama.cpp, vLLM).
+
+    ``run(messages)`` returns the reply `BaseMessage`; with `stream` on, a `RunStream` of
+    `MessageChunk`. Keyword arguments of ``run`` override ``config`` for that run.
+    """
+
+    backend_type = ModelBackendType.ANTHROPIC_MESSAGES
+    provider = "anthropic"
+    operation = "chat"
+
+    def __init__(
+        self,
+        *,
+        model_type: str,
+        client: Any,
+        async_client: Any,
+        source: Node = _DEFAULT_SOURCE,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        handlers: Iterable[CallBackHandler] = (),
+        stream: bool = False,
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
+    ) -> None:
+        super().__init__(
+            model_type=model_type,
+            source=source,
+            config=dict(config or {}),
+            name=name,
+            handlers=handlers,
+            stream=stream,
+            durable_timeout=durable_timeout,
+        )
+        self.client = client
+        self.async_client = async_client
+        self._anthropic = _sdk()
+        url = client.base_url
+        self._server = {
+            "server_address": url.host or None,
+            "server_port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
+        for key in (client.api_key, async_client.api_key):
+            if key:
+                register_secret(key)
+
+    @classmethod
+    def default(
+        cls,
+        model_type: str,
+        source: Node = _DEFAULT_SOURCE,
+        config: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        handlers: Iterable[CallBackHandler] | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        stream: bool = False,
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
+    ) -> Self:
+        """Build the backend and its SDK clients.
+
+        `api_key` and `base_url` fall back to ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``;
+        the base URL is the server's root, as the anthropic SDK takes it (no ``/v1``).
+        """
+        anthropic = _sdk()
+        api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not api_key:
+            raise ConfigurationError(
+                f"{cls.__name__} needs an API key: pass api_key= or set ANTHROPIC_API_KEY "
+                "(a local server that checks none accepts any placeholder)"
+            )
+        options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+            "max_retries": max_retries,
+        }
+        if timeout is not None:
+            options["timeout"] = timeout
+        return cls(
+            model_type=model_type,
+            source=source,
+            config=config,
+            name=name,
+            handlers=handlers or (),
+            client=anthropic.Anthropic(**options),
+            async_client=anthropic.AsyncAnthropic(**options),
+            stream=stream,
+            durable_timeout=durable_timeout,
+        )
+
+    # -- the wire ------------------------------------------------------------------------------
+
+    def _generate(self, request: ModelRequest) -> ModelReply:
+        return _reply(self.client.messages.create(**self._sdk_request(request)))
+
+    async def _agenerate(self, request: ModelRequest) -> ModelReply:
+        return _reply(await self.async_client.messages.create(**self._sdk_request(request)))
+
+    def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
+        streaming = self.client.messages.with_streaming_response
+        response = streaming.create(**self._sdk_request(request), stream=True).__enter__()
+        state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
+        return SSESource(response, state)
+
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
+        streaming = self.async_client.messages.with_streaming_response
+        response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
+        state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
+        return AsyncSSESource(response, state)
+
+    # -- no I/O below -------------------------------------------------------------------------
+
+    def _server_attributes(self) -> dict[str, Any]:
+        return self._server
+
+    def _sdk_request(self, request: ModelRequest) -> dict[str, Any]:
+        params = sdk_params(request.params)
+        max_tokens = params.pop("max_tokens", None)
+        max_tokens = params.pop("max_completion_tokens", max_tokens) or DEFAULT_MAX_TOKENS
+        if isinstance(params.get("stop"), str | list):
+            stop = params.pop("stop")
+            params["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+        if isinstance(params.get("tools"), list):
+            params["tools"] = [_anthropic_tool(tool) for tool in params["tools"]]
+        sdk: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": max_tokens,
+            "messages": _messages(request.messages),
+        }
+        system = [m.text for m in request.messages if m.role is MessageRole.SYSTEM]
+        if system:
+            sdk["system"] = "\n\n".join(system)
+        body = dict(params.pop("extra_body", None) or {})
+        for key, value in params.items():
+            if key in self._arguments:
+                sdk[key] = value
+            else:
+                body[key] = value  # an argument this SDK release lacks goes in the body
+        if body:
+            sdk["extra_body"] = body
+        return sdk
+
+
+def _messages(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    """The conversation in the Messages format (system messages go apart, as ``system``)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role in (MessageRole.SYSTEM, MessageRole.DEVELOPER):
+            continue
+        if message.role is MessageRole.TOOL:
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.text,
+            }
+            previous = out[-1] if out else None
+            if previous and previous["role"] == "user" and isinstance(previous["content"], list):
+                previous["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result]})
+            continue
+        if not message.tool_calls:
+            out.append({"role": message.role.value, "content": message.content or ""})
+            continue
+        blocks: list[dict[str, Any]] = []
+        if message.text:
+            blocks.append({"type": "text", "text": message.text})
+        blocks += [
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": json.loads(call.arguments or "{}"),
+            }
+            for call in message.tool_calls
+        ]
+        out.append({"role": "assistant", "content": blocks})
+    return out
+
+
+def _anthropic_tool(tool: Any) -> Any:
+    """A chat-format tool as the Messages API takes it; any other tool as given."""
+    if isinstance(tool, dict) and tool.get("type") == "function" and "function" in tool:
+        function = tool["function"]
+        converted = {
+            "name": function["name"],
+            "input_schema": function.get("parameters") or {"type": "object"},
+        }
+        if function.get("description"):
+            converted["description"] = function["description"]
+        return converted
+    return tool
+
+
+def _reply(message: Any) -> ModelReply:
+    texts = [block.text for block in message.content if block.type == "text"]
+    calls = [
+        ToolCall(id=block.id, name=block.name, arguments=json.dumps(block.input))
+        for block in message.content
+        if block.type == "tool_use"
+    ]
+    text = "".join(texts)
+    usage = message.usage
+    reason = message.stop_reason
+    return ModelReply(
+        assistant(text if text or not calls else None, tool_calls=calls),
+        MESSAGES_FINISH_REASONS.get(reason, reason) if reason else None,
+        usage=None
+        if usage is None
+        else Usage(input_tokens=messages_input_tokens(usage), output_tokens=usage.output_tokens),
+        response_id=message.id,
+        response_model=message.model,
+    )
