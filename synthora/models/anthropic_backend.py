@@ -23,7 +23,7 @@ from typing import Any, Self
 from synthora.errors import ConfigurationError
 from synthora.events import Usage
 from synthora.messages import BaseMessage, ToolCall, assistant
-from synthora.models.base import BaseModelBackend, CallBackHandler
+from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
     MESSAGES_FINISH_REASONS,
     MessagesStreamState,
@@ -32,7 +32,7 @@ from synthora.models.chunks import (
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
 from synthora.models.sse_stream import AsyncSSESource, SSESource
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run
 from synthora.types.enums import MessageRole, ModelBackendType, NodeType
 from synthora.types.node import Node
 
@@ -90,15 +90,8 @@ class AnthropicBackend(BaseModelBackend):
         self.client = client
         self.async_client = async_client
         self._anthropic = _sdk()
-        url = client.base_url
-        self._server = {
-            "server_address": url.host or None,
-            "server_port": url.port or (443 if url.scheme == "https" else 80),
-        }
+        self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
-        for key in (client.api_key, async_client.api_key):
-            if key:
-                register_secret(key)
 
     @classmethod
     def default(

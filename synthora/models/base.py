@@ -51,11 +51,11 @@ from synthora.models.streams import (
     Source,
 )
 from synthora.models.vectors import pack
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, service_name
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, service_name
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
-__all__ = ["BaseModelBackend", "CallBackHandler"]
+__all__ = ["BaseModelBackend", "CallBackHandler", "sdk_clients_server"]
 
 CallBackHandler = BaseCallBackHandler | AsyncCallBackHandler
 
@@ -277,6 +277,19 @@ class BaseModelBackend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.node.path} model={self.model_type!r}>"
+
+
+def sdk_clients_server(client: Any, async_client: Any) -> dict[str, Any]:
+    """For a wire over an SDK's sync and async clients: register their API keys as secrets
+    (so no event ever carries them) and return the server the start event names."""
+    for key in (client.api_key, async_client.api_key):
+        if key:
+            register_secret(key)
+    url = client.base_url
+    return {
+        "server_address": url.host or None,
+        "server_port": url.port or (443 if url.scheme == "https" else 80),
+    }
 
 
 def _reply_events(run: Run, reply: ModelReply) -> list[Event | None]:

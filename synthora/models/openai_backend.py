@@ -26,12 +26,12 @@ import openai
 from synthora.errors import ConfigurationError, ResponseError
 from synthora.events import Usage
 from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
-from synthora.models.base import BaseModelBackend, CallBackHandler
+from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
 from synthora.models.sse_stream import AsyncSSESource, SSESource
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node
 
@@ -85,15 +85,8 @@ class OpenAIChatBackend(BaseModelBackend):
         self.client = client
         self.async_client = async_client
         self.stream_usage = stream_usage
-        url = client.base_url
-        self._base_url = str(url)
-        self._server = {
-            "server_address": url.host or None,
-            "server_port": url.port or (443 if url.scheme == "https" else 80),
-        }
-        for key in (client.api_key, async_client.api_key):
-            if key:
-                register_secret(key)
+        self._base_url = str(client.base_url)
+        self._server = sdk_clients_server(client, async_client)
 
     @classmethod
     def default(
