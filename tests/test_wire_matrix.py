@@ -1,10 +1,13 @@
 """One behaviour matrix for every wire: {sync, async} x {whole, streamed} x {answered, server
-error, broken stream, abandoned stream}, for the chat, completion, Responses and Messages wires
-and a user's own backend. Each must give the caller the same shape of outcome and the bus the
-same run: start, tokens, then exactly one end or error."""
+error, broken stream, abandoned stream}, for the chat, completion, Responses and Messages wires,
+ReplayBackend (serving offline what a live run met) and a user's own backend. Each must give the
+caller the same shape of outcome and the bus the same run: start, tokens, then exactly one end
+or error."""
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +21,7 @@ from support import AGENT, API_KEY
 from synthora import OpenAIChatBackend, OpenAICompletionBackend
 from synthora.events import EndEvent, ErrorEvent, TokenEvent
 from synthora.models import AnthropicBackend, BaseModelBackend, OpenAIResponsesBackend
+from synthora.storage import EventLog, ReplayBackend
 from synthora.testing.server import Behaviour
 
 
@@ -25,14 +29,14 @@ from synthora.testing.server import Behaviour
 class Wire:
     """How to build one wire's backend and make each outcome happen on it."""
 
-    build: Callable[[Any, str, bool], BaseModelBackend]
+    build: Callable[[Any, str, bool, str], BaseModelBackend]
     server_error: type[BaseException]
     broken: type[BaseException]
     served: bool = True  # False: a backend of our own; its prompt picks the outcome
 
 
 def http_wire(cls: type[Any], sdk: Any, root: bool = False) -> Wire:
-    def build(server: Any, model: str, stream: bool) -> BaseModelBackend:
+    def build(server: Any, model: str, stream: bool, prompt: str) -> BaseModelBackend:
         url = server.base_url.removesuffix("/v1") if root else server.base_url
         backend: BaseModelBackend = cls.default(
             model, AGENT, api_key=API_KEY, base_url=url, max_retries=0, stream=stream
@@ -42,14 +46,29 @@ def http_wire(cls: type[Any], sdk: Any, root: bool = False) -> Wire:
     return Wire(build, sdk.InternalServerError, sdk.APIConnectionError)
 
 
+def replaying(server: Any, model: str, stream: bool, prompt: str) -> BaseModelBackend:
+    """A ReplayBackend over a log where a live chat run met the same outcome, offline now."""
+    log = EventLog(f"sqlite:///{tempfile.mkdtemp()}/recorded.db").attach()
+    live = http_wire(OpenAIChatBackend, openai).build(server, model, stream, prompt)
+    with contextlib.suppress(openai.APIError):
+        reply = live.run(prompt)
+        if stream:
+            list(reply)
+    log.detach()
+    return ReplayBackend(log, stream=stream)
+
+
 WIRES = [
     pytest.param(http_wire(OpenAIChatBackend, openai), id="chat"),
     pytest.param(http_wire(OpenAICompletionBackend, openai), id="completion"),
     pytest.param(http_wire(OpenAIResponsesBackend, openai), id="responses"),
     pytest.param(http_wire(AnthropicBackend, anthropic, root=True), id="messages"),
     pytest.param(
+        Wire(replaying, openai.InternalServerError, openai.APIConnectionError), id="replay"
+    ),
+    pytest.param(
         Wire(
-            lambda server, model, stream: EchoBackend(
+            lambda server, model, stream, prompt: EchoBackend(
                 model_type="echo", source=AGENT, stream=stream
             ),
             Unavailable,
@@ -110,7 +129,8 @@ async def test_every_wire_behaves_alike(server, model, events, wire, use_async, 
     behaviour, prompt = OUTCOMES[kind]
     if wire.served:
         server.behave(model, behaviour)
-    backend = wire.build(server, model, stream)
+    backend = wire.build(server, model, stream, prompt)
+    events.clear()  # what building heard (a replay's recording) is not this run
     try:
         if kind in ("server-error", "broken"):
             with pytest.raises(wire.server_error if kind == "server-error" else wire.broken):
