@@ -38,11 +38,16 @@ Operation = Literal["chat", "text_completion", "embeddings", "invoke_agent", "ex
 ErrorStage = Literal["request", "stream", "scope"]
 
 
-class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """Token counts as the server reported them; a count the server did not give stays None."""
+class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """Token counts as the server reported them; a count the server did not give stays None.
+
+    ``input_tokens`` counts every input token, those read from or written to a provider's
+    prompt cache included (as the GenAI conventions ask); the cache counts say how many."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
 
 
 class _Envelope(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):

@@ -346,8 +346,12 @@ def _response_attributes(event: EndEvent, stream: bool) -> dict[str, Any]:
         attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = event.time_to_first_token_s
     usage = event.usage
     if usage is not None:
-        if usage.input_tokens is not None:
-            attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
-        if usage.output_tokens is not None:
-            attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        for attribute, count in (
+            (sc.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+            (sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+            (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
+            (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
+        ):
+            if count is not None:
+                attributes[attribute] = count
     return attributes

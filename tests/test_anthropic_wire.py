@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anthropic
 import pytest
+from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
 from support import AGENT, API_KEY
 from synthora import system, tool, user
@@ -15,6 +16,7 @@ from synthora.events import EndEvent, ErrorEvent, TokenEvent, Usage
 from synthora.messages import ToolCall, assistant
 from synthora.models import AnthropicBackend
 from synthora.storage import EventLog, ReplayBackend
+from synthora.telemetry import CaptureMode
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour, ToolCallSpec
 
@@ -72,7 +74,7 @@ async def test_an_answered_run(claude, events, stream, use_async):
     assert "".join(t.text for t in tokens if isinstance(t, TokenEvent)) == text
     assert isinstance(end, EndEvent)
     assert (end.output, end.finish_reason) == (assistant(text), "stop")
-    assert end.usage == Usage(input_tokens=2, output_tokens=5)
+    assert end.usage == Usage(input_tokens=2, output_tokens=5, cache_read_input_tokens=0)
     assert end.response_id.startswith("msg_")
 
 
@@ -152,14 +154,14 @@ def test_failures_raise_the_sdks_errors(claude, events, behaviour, error):
             "messages-stream.txt",
             True,
             " then who who who food",
-            Usage(input_tokens=56, output_tokens=5),
+            Usage(input_tokens=56, output_tokens=5, cache_read_input_tokens=55),
             id="stream",
         ),
         pytest.param(
             "messages-json.txt",
             False,
             " get around were much so next study next",
-            Usage(input_tokens=35, output_tokens=8),
+            Usage(input_tokens=35, output_tokens=8, cache_read_input_tokens=34),
             id="json",
         ),
     ],
@@ -186,3 +188,18 @@ def test_stored_and_replayed(tmp_path, claude):
             again = ReplayBackend(log).run([user("keep this")])
     assert again.text == live
     assert replayed[0].provider == "anthropic"
+
+
+def test_cache_reads_reach_the_span(claude, receiver):  # noqa: F811 - the fixture
+    """The span carries the input with the cached part counted in, and the cached part apart."""
+    body = (SAMPLES / "messages-stream.txt").read_bytes().split(b"\n\n", 1)[1]
+    tracing = Tracing(receiver, CaptureMode.NO_CONTENT)
+    try:
+        reply_text(claude(Behaviour(raw=(body,)), stream=True), user("Say hello"))
+        (span,) = tracing.spans()
+    finally:
+        tracing.close()
+    assert span.attributes["gen_ai.provider.name"] == "anthropic"
+    assert span.attributes["gen_ai.usage.input_tokens"] == 56
+    assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 55
+    assert span.attributes["gen_ai.response.finish_reasons"] == ["length"]

@@ -21,13 +21,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from synthora.errors import ConfigurationError
-from synthora.events import Usage
 from synthora.messages import BaseMessage, ToolCall, assistant
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
     MESSAGES_FINISH_REASONS,
     MessagesStreamState,
-    messages_input_tokens,
+    messages_usage,
 )
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
@@ -257,9 +256,7 @@ def _reply(message: Any) -> ModelReply:
     return ModelReply(
         assistant(text if text or not calls else None, tool_calls=calls),
         MESSAGES_FINISH_REASONS.get(reason, reason) if reason else None,
-        usage=None
-        if usage is None
-        else Usage(input_tokens=messages_input_tokens(usage), output_tokens=usage.output_tokens),
+        usage=None if usage is None else messages_usage(usage, usage.output_tokens),
         response_id=message.id,
         response_model=message.model,
     )

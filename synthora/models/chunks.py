@@ -22,9 +22,14 @@ from synthora.models.output import OutputState
 __all__ = ["ChatStreamState", "CompletionStreamState", "StreamState"]
 
 
+class _WireCached(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
 class _WireUsage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    prompt_tokens_details: _WireCached | None = None
 
 
 class _WireFunction(msgspec.Struct):
@@ -69,6 +74,25 @@ class _WireCompletionChunk(msgspec.Struct):
     choices: list[_WireCompletionChoice] | None = None
     usage: _WireUsage | None = None
     error: Any = None
+
+
+def openai_usage(usage: Any) -> Usage:
+    """An OpenAI usage object (chat's or the Responses API's, wire struct or SDK object): its
+    input count already includes the cached tokens it details."""
+    details = getattr(usage, "prompt_tokens_details", None) or getattr(
+        usage, "input_tokens_details", None
+    )
+    cached = getattr(details, "cached_tokens", None)
+    input_tokens = getattr(usage, "prompt_tokens", None)
+    output_tokens = getattr(usage, "completion_tokens", None)
+    if input_tokens is None and output_tokens is None:  # the Responses API's names
+        input_tokens = getattr(usage, "input_tokens", None)
+        output_tokens = getattr(usage, "output_tokens", None)
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_input_tokens=cached if isinstance(cached, int) else None,
+    )
 
 
 _DONE = b"[DONE]"
@@ -140,10 +164,7 @@ class StreamState(OutputState):
         if chunk.model:
             self.response_model = chunk.model
         if chunk.usage is not None:
-            self.usage = Usage(
-                input_tokens=chunk.usage.prompt_tokens,
-                output_tokens=chunk.usage.completion_tokens,
-            )
+            self.usage = openai_usage(chunk.usage)
 
 
 class ChatStreamState(StreamState):
@@ -202,6 +223,7 @@ class CompletionStreamState(StreamState):
 class _WireResponsesUsage(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
+    input_tokens_details: _WireCached | None = None
 
 
 class _WireIncomplete(msgspec.Struct):
@@ -296,10 +318,7 @@ class ResponsesStreamState(StreamState):
         if response.model:
             self.response_model = response.model
         if response.usage is not None:
-            self.usage = Usage(
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-            )
+            self.usage = openai_usage(response.usage)
         if response.status in ("completed", "incomplete"):
             details = response.incomplete_details
             self.finish_reason = responses_finish_reason(
@@ -361,15 +380,19 @@ MESSAGES_FINISH_REASONS = {
 """Anthropic's stop reasons in the finish-reason words every other wire uses."""
 
 
-def messages_input_tokens(usage: Any) -> int | None:
-    """All the input a Messages request read: Anthropic counts cached parts apart, the GenAI
-    conventions count them in."""
-    counts = [
-        getattr(usage, name, None)
-        for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    ]
-    known = [count for count in counts if isinstance(count, int)]
-    return sum(known) if known else None
+def messages_usage(usage: Any, output_tokens: int | None) -> Usage:
+    """A Messages request's usage: Anthropic counts the cached parts of the input apart, the
+    GenAI conventions count them in (and say how many apart too)."""
+    read = getattr(usage, "cache_read_input_tokens", None)
+    created = getattr(usage, "cache_creation_input_tokens", None)
+    given = (getattr(usage, "input_tokens", None), read, created)
+    counts = [count for count in given if isinstance(count, int)]
+    return Usage(
+        input_tokens=sum(counts) if counts else None,
+        output_tokens=output_tokens,
+        cache_read_input_tokens=read if isinstance(read, int) else None,
+        cache_creation_input_tokens=created if isinstance(created, int) else None,
+    )
 
 
 class MessagesStreamState(StreamState):
@@ -378,14 +401,14 @@ class MessagesStreamState(StreamState):
     the usage and stop reason, ``message_stop`` ends the stream; ``ping`` and event types this
     does not know are skipped."""
 
-    __slots__ = ("_input_tokens", "_tools", "sdk")
+    __slots__ = ("_input", "_tools", "sdk")
     _decode = msgspec.json.Decoder(_WireMessagesEvent).decode
 
     def __init__(self, run_id: str, request: Any, sdk: Any) -> None:
         super().__init__(run_id, request)
         self.sdk = sdk
         self._tools: dict[int, int] = {}
-        self._input_tokens: int | None = None
+        self._input: _WireMessagesUsage | None = None
 
     def consume(self, payload: bytes) -> MessageChunk | None:
         try:
@@ -416,17 +439,14 @@ class MessagesStreamState(StreamState):
                 self.response_id = message.id
                 self.response_model = message.model
                 if message.usage is not None:
-                    self._input_tokens = messages_input_tokens(message.usage)
-                    self._note_usage(message.usage.output_tokens)
+                    self._input = message.usage
+                    self.usage = messages_usage(message.usage, message.usage.output_tokens)
             case "message_delta":
                 if event.delta is not None and event.delta.stop_reason is not None:
                     reason = event.delta.stop_reason
                     self.finish_reason = MESSAGES_FINISH_REASONS.get(reason, reason)
                 if event.usage is not None:
-                    self._note_usage(event.usage.output_tokens)
+                    self.usage = messages_usage(self._input, event.usage.output_tokens)
             case "message_stop":
                 self.done = True
         return None
-
-    def _note_usage(self, output_tokens: int | None) -> None:
-        self.usage = Usage(input_tokens=self._input_tokens, output_tokens=output_tokens)

@@ -24,10 +24,14 @@ import httpx2
 import openai
 
 from synthora.errors import ConfigurationError, ResponseError
-from synthora.events import Usage
 from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
-from synthora.models.chunks import ChatStreamState, CompletionStreamState, StreamState
+from synthora.models.chunks import (
+    ChatStreamState,
+    CompletionStreamState,
+    StreamState,
+    openai_usage,
+)
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
 from synthora.models.sse_stream import AsyncSSESource, SSESource
@@ -223,9 +227,7 @@ class OpenAIChatBackend(BaseModelBackend):
         return ModelReply(
             message,
             finish_reason,
-            usage=None
-            if usage is None
-            else Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens),
+            usage=None if usage is None else openai_usage(usage),
             response_id=reply.id,
             response_model=reply.model,
         )

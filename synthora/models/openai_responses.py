@@ -15,9 +15,13 @@ from typing import Any
 
 import openai
 
-from synthora.events import Usage
 from synthora.messages import BaseMessage, ToolCall, assistant
-from synthora.models.chunks import ResponsesStreamState, StreamState, responses_finish_reason
+from synthora.models.chunks import (
+    ResponsesStreamState,
+    StreamState,
+    openai_usage,
+    responses_finish_reason,
+)
 from synthora.models.openai_backend import OpenAIChatBackend
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
@@ -81,9 +85,7 @@ class OpenAIResponsesBackend(OpenAIChatBackend):
         return ModelReply(
             assistant(text if text or not calls else None, tool_calls=calls),
             responses_finish_reason(reply.status, details.reason if details else None, bool(calls)),
-            usage=None
-            if usage is None
-            else Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            usage=None if usage is None else openai_usage(usage),
             response_id=reply.id,
             response_model=reply.model,
         )
