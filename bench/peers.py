@@ -10,7 +10,8 @@ whose package is not installed (or does not import) is left out, and the report 
 
 Installing the peers next to openai 3.x (seen 2026-11): OpenLLMetry installs as is; the official
 package also needs ``httpx`` (it imports it, openai 3.x uses ``httpx2``) and
-``opentelemetry-util-genai<1.2``.
+``opentelemetry-util-genai==1.1b0`` (newer releases break it; only pre-releases exist, which pip
+takes only when pinned exactly).
 """
 
 from __future__ import annotations

@@ -43,11 +43,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         command: Command = args.command
         return command(args, out)
+    except BrokenPipeError:  # `synthora runs | head -1`: the reader has all it wanted
+        _quiet_broken_pipe()
+        return 0
     except (SynthoraError, OSError) as error:
         print(f"synthora: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -286,9 +296,15 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
         if args.output is None:
             export_runs(log, out, args.runs or None)
             return 0
-        with open(args.output, "w", encoding="utf-8") as target:
-            total = len(args.runs) if args.runs else sum(1 for _ in log.runs())
-            count = export_runs(log, target, args.runs or None, _progress("exported", total))
+        destination = Path(args.output)
+        partial = destination.with_name(f".{destination.name}.partial")
+        try:  # written aside and renamed only when whole: a failure leaves the old file be
+            with partial.open("w", encoding="utf-8") as target:
+                total = len(args.runs) if args.runs else sum(1 for _ in log.runs())
+                count = export_runs(log, target, args.runs or None, _progress("exported", total))
+            partial.replace(destination)
+        finally:
+            partial.unlink(missing_ok=True)
     print(f"\rexported {count} runs to {args.output}", file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from synthora import Node, NodeType, scope
+from synthora.events import EndEvent, StartEvent
 from synthora.storage import EventLog
 from synthora.testing.server import Behaviour
 
@@ -147,3 +148,36 @@ def test_show_a_whole_agent_conversation(tmp_path, make_backend):
     assert done.returncode == 0, done.stderr
     assert "2 runs inside this invoke_agent, in order" in done.stdout
     assert done.stdout.index("[user] plan it") < done.stdout.index("[user] then do it")
+
+
+def test_a_failed_export_leaves_the_file_it_would_replace(stored, tmp_path):
+    """Exporting a run that does not exist fails, one line, and the existing file is untouched."""
+    existing = tmp_path / "existing.jsonl"
+    existing.write_text("precious\n")
+    done = synthora("--db", stored, "export", "NOSUCHID", "-o", str(existing), cwd=tmp_path)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert existing.read_text() == "precious\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`synthora runs | head -1` on a long log: one line out, nothing on stderr, exit 0."""
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    node = Node(name="m", type=NodeType.MODEL)
+    with EventLog(url) as log:
+        log.write(
+            event
+            for n in range(3000)
+            for event in (
+                StartEvent(run_id=f"run-{n:05d}", seq=0, ts=n + 1, node=node, operation="chat"),
+                EndEvent(run_id=f"run-{n:05d}", seq=1, ts=n + 2, node=node),
+            )
+        )
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m synthora --db {url} runs --limit 0 | head -1; '
+         'exit "${PIPESTATUS[0]}"'],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert len(done.stdout.splitlines()) == 1

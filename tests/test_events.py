@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import msgspec
 import pytest
@@ -17,6 +18,7 @@ from synthora.events import (
     TokenEvent,
     Usage,
 )
+from synthora.ids import new_run_id
 from synthora.messages import ToolCall, ToolCallDelta
 
 NODE = Node(name="m", type=NodeType.MODEL, parent=Node(name="a", type=NodeType.AGENT))
@@ -97,3 +99,13 @@ def test_one_registry_of_kinds():
     assert EVENT_KINDS == ("start", "token", "end", "error")
     assert [cls.kind for cls in EVENT_TYPES.values()] == list(EVENT_KINDS)
     assert all(bus.signals[kind].name == kind for kind in EVENT_KINDS)
+
+
+def test_run_ids_sort_in_the_order_they_were_made():
+    """10,000 ids made back to back, thousands a millisecond: sorted, they are in order; each
+    is a version-7, RFC-variant UUID."""
+    made = [new_run_id() for _ in range(10_000)]
+    assert sorted(made) == made
+    assert len(set(made)) == len(made)
+    parsed = uuid.UUID(made[0])
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)

@@ -106,3 +106,13 @@ def test_start_event_records_the_request(make_backend, events):
     assert start.server_address == "127.0.0.1"
     assert isinstance(start.server_port, int)
     assert start.service
+
+
+def test_config_stream_is_the_original_librarys_set_stream(make_backend, events):
+    """config={"stream": True} streams, as set_stream(True) does; it is not sent as a parameter."""
+    backend = make_backend(config={"stream": True, "temperature": 0.1})
+    assert backend.stream
+    assert backend.config == {"temperature": 0.1}
+    text = collect_sync(backend, "stream me")
+    assert_complete_run(events, text)
+    assert events[0].stream is True

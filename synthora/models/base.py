@@ -107,7 +107,8 @@ class BaseModelBackend:
         self.config: dict[str, Any] = dict(config or {})
         self.name = name or type(self).__name__
         self.durable_timeout = durable_timeout
-        self._streaming = stream
+        # The original library's way to stream: config={"stream": True}, as set_stream(True).
+        self._streaming = bool(self.config.pop("stream", stream))
         self._handlers: dict[int, tuple[CallBackHandler, list[tuple[Signal, _HookReceiver]]]] = {}
         for handler in handlers:
             self.add_handler(handler)
