@@ -85,6 +85,11 @@ def _check_sqlite_path(url: URL) -> None:
             "the event log needs a SQLite file (sqlite:///path/to/log.db), not an in-memory "
             "database: the writer thread and readers must share it"
         )
+    if url.query:
+        raise StorageError(
+            f"the event log opens its SQLite file itself and takes no URL parameters "
+            f"({', '.join(sorted(url.query))}): give sqlite:///path/to/log.db"
+        )
     folder = Path(database).expanduser().resolve().parent
     if not folder.is_dir():
         raise StorageError(f"cannot create the event log {database!r}: no folder {folder}")

@@ -443,10 +443,13 @@ class EventLog:
     def prune(self, before: datetime.datetime) -> int:
         """Delete every run started before `before`, events and summary; returns how many."""
         stale = select(runs.c.run_id).where(runs.c.started_at < before)
-        with self._writer_engine.begin() as connection:
-            connection.execute(delete(events).where(events.c.run_id.in_(stale)))
-            removed = connection.execute(delete(runs).where(runs.c.started_at < before)).rowcount
-        return int(removed or 0)
+        try:
+            with self._writer_engine.begin() as connection:
+                connection.execute(delete(events).where(events.c.run_id.in_(stale)))
+                removed = connection.execute(delete(runs).where(runs.c.started_at < before))
+        except exc.SQLAlchemyError as error:
+            raise StorageError(f"cannot prune {safe_url(self.url)}: {_reason(error)}") from error
+        return int(removed.rowcount or 0)
 
     def scope_transcripts(self, run_id: str) -> list[Transcript]:
         """Every run under an agent or tool scope (its steps, and theirs), in the order they

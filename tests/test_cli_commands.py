@@ -181,3 +181,15 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     )  # fmt: skip
     assert (done.returncode, done.stderr) == (0, "")
     assert len(done.stdout.splitlines()) == 1
+
+
+def test_prune_on_a_damaged_database_is_one_line(stored, tmp_path):
+    """A database error while pruning (a table dropped behind the log's back) is one line."""
+    import sqlite3  # noqa: PLC0415 - only this test damages a database by hand
+
+    with sqlite3.connect(stored.removeprefix("sqlite:///")) as connection:
+        connection.execute("DROP TABLE synthora_events")
+    done = synthora("--db", stored, "prune", "--before", "2100-01-01", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("synthora: cannot prune"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

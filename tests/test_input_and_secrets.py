@@ -7,6 +7,7 @@ import enum
 import json
 
 import msgspec
+import openai
 import pydantic
 import pytest
 
@@ -21,7 +22,11 @@ from synthora import (
     user,
 )
 from synthora.events import StartEvent
+from synthora.storage import EventLog
+from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
+
+HEADER_SECRET = "hdr-secret-7d1e4b9a-never-stored"
 
 
 @pytest.mark.parametrize(
@@ -117,3 +122,45 @@ def test_api_key_never_in_events(make_backend, server, events, model, stream):
     assert API_KEY not in dumped
     assert "[REDACTED]" in dumped
     assert events[0].params["extra_headers"]["X-Trace"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param({"default_headers": {"api-key": HEADER_SECRET}}, id="client-header"),
+        pytest.param({"default_query": {"token": HEADER_SECRET}}, id="client-query"),
+        pytest.param(
+            {"config": {"extra_headers": {"Authorization": f"Bearer {HEADER_SECRET}"}}},
+            id="run-header",
+        ),
+        pytest.param(
+            {"config": {"extra_headers": {"X-Auth-Token": HEADER_SECRET}}}, id="auth-header"
+        ),
+    ],
+)
+def test_credentials_sent_as_headers_never_reach_events_or_the_log(server, model, tmp_path, where):
+    """A server echoing a credential the client sent (as a header or query parameter) in its
+    error: the error event, and so the log, carries it scrubbed."""
+    server.behave(model, Behaviour(status=401, error_message=f"bad credential {HEADER_SECRET}"))
+    options = dict(where)
+    config = options.pop("config", None)
+    client = openai.OpenAI(
+        api_key="k-not-the-secret", base_url=server.base_url, max_retries=0, **options
+    )
+    backend = OpenAIChatBackend(
+        model_type=model,
+        client=client,
+        async_client=openai.AsyncOpenAI(api_key="k", base_url=server.base_url),
+        config=config,
+    )
+    url = f"sqlite:///{tmp_path / 'secrets.db'}"
+    with EventLog(url) as log, capture_events() as events:
+        log.attach()
+        with pytest.raises(openai.AuthenticationError):
+            backend.run("hello")
+    assert HEADER_SECRET not in repr(events)
+    error = events[-1]
+    assert "[REDACTED]" in error.message
+    for path in tmp_path.glob("secrets.db*"):
+        assert HEADER_SECRET.encode() not in path.read_bytes()
+    client.close()

@@ -298,6 +298,9 @@ def test_bad_urls_and_paths(tmp_path):
         EventLog(f"sqlite:///{tmp_path}/missing/dir/log.db")
     with pytest.raises(StorageError, match="in-memory"):
         EventLog("sqlite://")
+    with pytest.raises(StorageError, match=r"no URL parameters \(mode\)"):
+        EventLog(f"sqlite:///{tmp_path}/ro.db?mode=ro")
+    assert not any(tmp_path.iterdir()), "nothing may be created for a refused URL"
 
 
 def test_unwritable_path_as_root_or_not(tmp_path):

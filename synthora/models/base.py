@@ -41,7 +41,7 @@ from synthora.messages import (
 )
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
-from synthora.models.request import event_params
+from synthora.models.request import event_params, register_credentials
 from synthora.models.streams import (
     AsyncDeltaSource,
     AsyncRunStream,
@@ -237,6 +237,8 @@ class BaseModelBackend:
 
     def _start_payload(self, request: ModelRequest) -> dict[str, Any]:
         """The start event's fields: what was asked, of which model, by whom."""
+        params = request.params
+        register_credentials(params.get("extra_headers"), params.get("extra_query"))
         return {
             "operation": self.operation,
             "provider": self.provider,
@@ -283,9 +285,12 @@ class BaseModelBackend:
 def sdk_clients_server(client: Any, async_client: Any) -> dict[str, Any]:
     """For a wire over an SDK's sync and async clients: register their API keys as secrets
     (so no event ever carries them) and return the server the start event names."""
-    for key in (client.api_key, async_client.api_key):
-        if key:
-            register_secret(key)
+    for sdk_client in (client, async_client):
+        if sdk_client.api_key:
+            register_secret(sdk_client.api_key)
+        register_credentials(
+            getattr(sdk_client, "default_headers", None), getattr(sdk_client, "default_query", None)
+        )
     url = client.base_url
     return {
         "server_address": url.host or None,

@@ -21,9 +21,9 @@ from typing import Any
 
 from openai.lib._parsing._completions import type_to_response_format_param
 
-from synthora.runs import scrub
+from synthora.runs import register_secret, scrub
 
-__all__ = ["REDACTED", "event_params", "is_secret_key", "sdk_params"]
+__all__ = ["REDACTED", "event_params", "is_secret_key", "register_credentials", "sdk_params"]
 
 REDACTED = "[REDACTED]"
 
@@ -50,6 +50,20 @@ def is_secret_key(key: str) -> bool:
         or name in ("key", "token")
         or name.endswith(("_key", "_token"))
     )
+
+
+def register_credentials(*mappings: Any) -> None:
+    """Register as secrets (scrubbed from every event) the values of credential-like headers or
+    query parameters: a server may echo them in an error, and they must not reach the log."""
+    for mapping in mappings:
+        if not isinstance(mapping, Mapping):
+            continue
+        for key, value in mapping.items():
+            if isinstance(key, str) and isinstance(value, str) and is_secret_key(key):
+                register_secret(value)
+                scheme, _, credential = value.partition(" ")  # "Bearer <token>"
+                if credential and scheme.isalpha():
+                    register_secret(credential)
 
 
 def sdk_params(config: Mapping[str, Any]) -> dict[str, Any]:
