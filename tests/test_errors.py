@@ -7,7 +7,7 @@ import openai
 import pytest
 from openai.resources.chat.completions import Completions
 
-from synthora import ConfigurationError, OpenAIChatBackend, OpenAICompletionBackend
+from synthora import ConfigurationError, OpenAIChatBackend, OpenAICompletionBackend, ResponseError
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.testing.server import Behaviour
 
@@ -155,3 +155,24 @@ def test_sdk_wrapped_by_another_instrumentation(make_backend, events, monkeypatc
         make_backend(stream=True).run("hi")
     assert closed == [True]
     assert_failed_once(events, "ConfigurationError")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html>Bad gateway</html>", id="html"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b"{not json", id="broken-json"),
+        pytest.param(b'{"id": "x", "choices": "nope"}', id="choices-of-the-wrong-type"),
+    ],
+)
+def test_an_unreadable_reply_is_a_clear_sdk_error(make_backend, events, body):
+    """A 200 whose body is not a chat completion: the SDK's APIError class (also Synthora's
+    ResponseError), quoting what came, after exactly one error event."""
+    backend = make_backend(behaviour=Behaviour(raw=(body,)))
+    with pytest.raises(openai.APIError, match="cannot be read") as raised:
+        backend.run("hello")
+    assert isinstance(raised.value, ResponseError)
+    assert body[:10].decode() in str(raised.value)
+    assert [e.kind for e in events] == ["start", "error"]
+    assert events[-1].error_type == "UnreadableReplyError"

@@ -39,12 +39,29 @@ from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node
 
-__all__ = ["OpenAIChatBackend", "OpenAICompletionBackend"]
+__all__ = ["OpenAIChatBackend", "OpenAICompletionBackend", "UnreadableReplyError"]
 
 _REJECTS_STREAM_OPTIONS: set[tuple[str, str]] = set()
 """(base URL, model) pairs whose server refused ``stream_options`` and answered without it."""
 
 _DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
+_UNREADABLE = (ValueError, AttributeError, TypeError, KeyError, IndexError, ResponseError)
+
+
+class UnreadableReplyError(openai.APIError, ResponseError):
+    """A 200 reply that is not what the endpoint answers (HTML from a proxy, ``null``, broken
+    JSON, fields of the wrong type): the SDK's error class, quoting what the server sent."""
+
+    @classmethod
+    def of(cls, raw: Any, error: Exception) -> UnreadableReplyError:
+        request = raw.http_request
+        body = raw.http_response.content[:200]
+        return cls(
+            f"the server's reply to {request.method} {request.url.path} cannot be read "
+            f"({type(error).__name__}: {error}); it began {body!r}",
+            request,
+            body=None,
+        )
 
 
 class OpenAIChatBackend(BaseModelBackend):
@@ -153,11 +170,20 @@ class OpenAIChatBackend(BaseModelBackend):
 
     def _generate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        return self._reply(self._resource(self.client).create(**sdk))
+        raw = self._resource(self.client).with_raw_response.create(**sdk)
+        try:
+            return self._reply(raw.parse())
+        except _UNREADABLE as error:
+            raise UnreadableReplyError.of(raw, error) from error
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        return self._reply(await self._resource(self.async_client).create(**sdk))
+        raw = await self._resource(self.async_client).with_raw_response.create(**sdk)
+        try:
+            parsed = raw.parse()  # the SDK's raw response parses synchronously, already read
+            return self._reply(await parsed if inspect.isawaitable(parsed) else parsed)
+        except _UNREADABLE as error:
+            raise UnreadableReplyError.of(raw, error) from error
 
     def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
         """The response's bytes, decoded as they arrive: the SDK builds no chunk objects."""
