@@ -49,6 +49,8 @@ class TCPProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            for sock in (client, upstream):  # relay each write at once, as a direct link would
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
