@@ -1,6 +1,7 @@
 """Runs as JSON Lines: to move a log between databases, or to attach a failing conversation to a
-bug report. One line per event (its `Event.to_dict` form), runs oldest first, each in seq order,
-so exporting what was imported gives the same bytes back."""
+bug report. One line per event (its `Event.to_dict` form, keys sorted: PostgreSQL's JSONB keeps
+its own key order, SQLite the one it was given), runs oldest first, each in seq order, so the
+same runs export to the same bytes from any database."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def export_runs(
     if run_ids is None:
         ordered = sorted(log.runs(), key=lambda s: (s.started_at, s.run_id))
         run_ids = [summary.run_id for summary in ordered]
-    encode = msgspec.json.Encoder().encode
+    encode = msgspec.json.Encoder(order="sorted").encode  # one key order whatever the database
     count = 0
     for run_id in run_ids:
         for event in log.events(log.resolve(run_id)):

@@ -193,3 +193,19 @@ def test_prune_on_a_damaged_database_is_one_line(stored, tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith("synthora: cannot prune"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_same_runs_export_the_same_bytes_from_any_database(
+    tmp_path, make_backend, postgres_url
+):
+    """Parameters whose key order JSONB would change: SQLite and PostgreSQL export alike."""
+    sqlite_url = f"sqlite:///{tmp_path / 'params.db'}"
+    config = {"top_p": 0.9, "temperature": 0.5, "metadata": {"zz": "1", "a": "2"}, "seed": 7}
+    with EventLog(sqlite_url) as log:
+        log.attach()
+        make_backend(config=config).run("key order")
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    assert synthora("--db", sqlite_url, "export", "-o", str(first), cwd=tmp_path).returncode == 0
+    assert synthora("--db", postgres_url, "import", str(first), cwd=tmp_path).returncode == 0
+    assert synthora("--db", postgres_url, "export", "-o", str(second), cwd=tmp_path).returncode == 0
+    assert first.read_bytes() == second.read_bytes()
