@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Self, assert_never, get_args
+from typing import Any, Literal, Self, assert_never
 
 import msgspec
 from blinker import ANY
@@ -34,6 +34,7 @@ from sqlalchemy import Select, delete, exc, or_, select
 from synthora import bus
 from synthora.events import (
     EVENT_KINDS,
+    EVENT_TYPES,
     EndEvent,
     ErrorEvent,
     Event,
@@ -58,7 +59,7 @@ __all__ = ["DEFAULT_URL", "EventLog", "RunSummary", "Transcript"]
 logger = logging.getLogger("synthora.storage")
 
 DEFAULT_URL = "sqlite:///synthora.db"
-_EVENT_TYPES = get_args(Event)
+_EVENT_TYPES = tuple(EVENT_TYPES.values())
 _READ_BUFFER = 1000
 _WRITE_BATCH = 5000
 _EXIT_FLUSH_S = 5.0

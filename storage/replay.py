@@ -29,10 +29,9 @@ from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.messages import MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.openai_embeddings import texts_to_embed
-from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.request import event_params
-from synthora.models.streams import DeltaSource, Source
+from synthora.models.streams import AsyncSource, Source
 from synthora.models.vectors import unpack
 from synthora.runs import Run
 from synthora.storage.errors import StorageError
@@ -176,9 +175,9 @@ class ReplayBackend(BaseModelBackend):
 
     def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         _recording(request).raise_request_error()  # as live: before the iterator is handed back
-        return DeltaSource(self._stream(request), OutputState(run.run_id))
+        return super()._open_stream(run, request)
 
-    async def _aopen_stream(self, run: Run, request: ModelRequest) -> Any:
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
         _recording(request).raise_request_error()
         return await super()._aopen_stream(run, request)
 

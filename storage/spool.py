@@ -146,14 +146,6 @@ class Spool:
                 return 0
         return int(row[0])
 
-    def size(self) -> int:
-        """Bytes the spool takes on disk, its write-ahead log included."""
-        return sum(
-            path.stat().st_size
-            for path in (self.path, self.path.with_name(self.path.name + "-wal"))
-            if path.exists()
-        )
-
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -167,7 +166,6 @@ class Writer:
         self._stop = threading.Event()
         self._committing = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._connection: PoolProxiedConnection | None = None
         self._leader_connection: PoolProxiedConnection | None = None
         self._flushes: list[concurrent.futures.Future[None]] = []

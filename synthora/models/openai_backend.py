@@ -75,6 +75,7 @@ class OpenAIChatBackend(BaseModelBackend):
     provider = "openai"
     operation = "chat"
     _state_type: type[StreamState] = ChatStreamState
+    _asks_stream_usage = True  # stream_options.include_usage, which some servers refuse
 
     def __init__(
         self,
@@ -227,6 +228,7 @@ class OpenAIChatBackend(BaseModelBackend):
             sdk["stream"] = True
             if (
                 self.stream_usage
+                and self._asks_stream_usage
                 and "stream_options" not in request.params
                 and (self._base_url, self.model_type) not in _REJECTS_STREAM_OPTIONS
             ):

@@ -41,15 +41,10 @@ class OpenAIResponsesBackend(OpenAIChatBackend):
 
     backend_type = ModelBackendType.OPENAI_RESPONSES
     _state_type: type[StreamState] = ResponsesStreamState
+    _asks_stream_usage = False  # usage always comes in response.completed
 
     def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
         return client.responses
-
-    def _sdk_request(self, request: ModelRequest) -> tuple[dict[str, Any], bool]:
-        sdk = {"model": request.model, **self._sdk_input(request), **self._sdk_params(request)}
-        if request.stream:
-            sdk["stream"] = True
-        return sdk, False  # usage always comes in response.completed: nothing to ask for
 
     def _sdk_input(self, request: ModelRequest) -> dict[str, Any]:
         instructions = [m.text for m in request.messages if m.role in _INSTRUCTIONS]
