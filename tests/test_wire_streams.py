@@ -1,0 +1,174 @@
+"""Streamed runs whose server does not stream as asked, on every wire that reads its own stream
+(chat, legacy completions, Responses, Anthropic Messages): a whole JSON reply or an unreadable
+page instead of events, a surrogate pair split across two chunks, a stream that stops short
+without an error. The caller, the events and the stored run must all tell the truth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from test_wire_matrix import close_clients, http_wire
+
+from synthora import OpenAIChatBackend, OpenAICompletionBackend, ResponseError
+from synthora.events import EndEvent, TokenEvent
+from synthora.models import AnthropicBackend, BaseModelBackend, OpenAIResponsesBackend
+from synthora.testing.server import Behaviour
+
+
+def sse(payload: dict[str, Any], event: str = "") -> bytes:
+    """One SSE event; json.dumps escapes a lone surrogate as ``\\udXXX``, as servers do."""
+    name = f"event: {event}\n" if event else ""
+    return (name + "data: " + json.dumps(payload) + "\n\n").encode()
+
+
+def chat_stream(pieces: list[str]) -> tuple[bytes, ...]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return sse({"id": "chatcmpl-s", "object": "chat.completion.chunk", "choices": [choice]})
+
+    return (*(chunk({"content": p}) for p in pieces), chunk({}, "stop"), b"data: [DONE]\n\n")
+
+
+def completion_stream(pieces: list[str]) -> tuple[bytes, ...]:
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "text": text, "finish_reason": finish}
+        return sse({"id": "cmpl-s", "object": "text_completion", "choices": [choice]})
+
+    return (*(chunk(p) for p in pieces), chunk("", "stop"), b"data: [DONE]\n\n")
+
+
+def responses_stream(pieces: list[str]) -> tuple[bytes, ...]:
+    response = {"id": "resp_s", "object": "response", "status": "in_progress"}
+    done = {**response, "status": "completed", "usage": {"input_tokens": 1, "output_tokens": 4}}
+    return (
+        sse({"type": "response.created", "response": response}, "response.created"),
+        *(
+            sse({"type": "response.output_text.delta", "item_id": "m", "delta": p}, "delta")
+            for p in pieces
+        ),
+        sse({"type": "response.completed", "response": done}, "response.completed"),
+    )
+
+
+def messages_stream(pieces: list[str]) -> tuple[bytes, ...]:
+    message = {"id": "msg_s", "type": "message", "role": "assistant", "content": []}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
+    stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}
+    return (
+        sse({"type": "message_start", "message": message}, "message_start"),
+        sse(block, "content_block_start"),
+        *(
+            sse(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": p},
+                },
+                "content_block_delta",
+            )
+            for p in pieces
+        ),
+        sse(stop, "message_delta"),
+        sse({"type": "message_stop"}, "message_stop"),
+    )
+
+
+@dataclass(frozen=True)
+class Wire:
+    cls: type[BaseModelBackend]
+    sdk: Any
+    stream_of: Callable[[list[str]], tuple[bytes, ...]]
+    root: bool = False
+
+    def build(self, server: Any, model: str) -> BaseModelBackend:
+        return http_wire(self.cls, self.sdk, self.root).build(server, model, True, "")
+
+
+WIRES = [
+    pytest.param(Wire(OpenAIChatBackend, openai, chat_stream), id="chat"),
+    pytest.param(Wire(OpenAICompletionBackend, openai, completion_stream), id="completion"),
+    pytest.param(Wire(OpenAIResponsesBackend, openai, responses_stream), id="responses"),
+    pytest.param(Wire(AnthropicBackend, anthropic, messages_stream, root=True), id="messages"),
+]
+SYNC_AND_ASYNC = pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+
+
+async def read(backend: BaseModelBackend, use_async: bool) -> list[Any]:
+    """Iterate a streamed run as a caller would; returns the chunks."""
+    try:
+        if use_async:
+            return [chunk async for chunk in await backend.async_run("hello")]
+        return list(backend.run("hello"))
+    finally:
+        await close_clients(backend)
+
+
+def tokens_and_end(events: list[Any]) -> tuple[str, EndEvent]:
+    end = events[-1]
+    assert isinstance(end, EndEvent)
+    return "".join(e.text for e in events if isinstance(e, TokenEvent)), end
+
+
+# -- item 2: a streamed request answered with a whole JSON reply, or with a page ------------------
+
+
+@SYNC_AND_ASYNC
+@pytest.mark.parametrize("wire", WIRES)
+async def test_a_json_reply_to_a_streamed_request_is_the_answer(
+    server, model, log, events, wire, use_async
+):
+    """A server that ignores ``stream: true`` and answers ``200 application/json``: the caller
+    iterates the answer, and the run is stored with it, its finish reason and usage."""
+    server.behave(model, Behaviour(tokens=("Hello", " there"), ignore_stream=True))
+    chunks = await read(wire.build(server, model), use_async)
+    assert "".join(c.delta for c in chunks) == "Hello there"
+    text, end = tokens_and_end(events)
+    assert text == "Hello there"
+    assert (end.output.text, end.finish_reason, end.usage.output_tokens) == (
+        "Hello there",
+        "stop",
+        2,
+    )
+    log.flush()
+    (summary,) = log.runs()
+    assert (summary.status, summary.finish_reason, summary.output_tokens) == ("ok", "stop", 2)
+    assert log.transcript(summary.run_id).output.text == "Hello there"
+
+
+@SYNC_AND_ASYNC
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b"<html><body>502 Bad gateway</body></html>", "text/html", id="html"),
+        pytest.param(b"null", "application/json", id="null"),
+        pytest.param(b'{"id": "x", "choices": "nope', "application/json", id="broken-json"),
+    ],
+)
+@pytest.mark.parametrize("wire", WIRES)
+async def test_a_body_that_is_neither_events_nor_a_reply_is_a_clear_error(
+    server, model, events, wire, use_async, body, content_type
+):
+    """A streamed request answered by a page or a broken body: the SDK's APIError class (and
+    Synthora's ResponseError) raised from ``run()``, quoting what came, after one error event."""
+    server.behave(model, Behaviour(raw=(body,), ignore_stream=True, content_type=content_type))
+    with pytest.raises(wire.sdk.APIError, match="cannot be read") as raised:
+        await read(wire.build(server, model), use_async)
+    assert isinstance(raised.value, ResponseError)
+    assert repr(body[:12])[2:-1] in str(raised.value)
+    assert [e.kind for e in events] == ["start", "error"]
+    assert (events[-1].error_type, events[-1].stage) == ("UnreadableReplyError", "request")
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_events_labelled_as_json_are_still_a_stream(server, model, events, wire):
+    """A stream whose Content-Type says JSON (a proxy's relabelling) is still read as events."""
+    server.behave(model, Behaviour(raw=wire.stream_of(["a", "b"]), content_type="application/json"))
+    backend = wire.build(server, model)
+    assert [c.delta for c in backend.run("hello")] == ["a", "b"]
+    assert tokens_and_end(events)[1].finish_reason == "stop"
