@@ -172,3 +172,37 @@ def test_events_labelled_as_json_are_still_a_stream(server, model, events, wire)
     backend = wire.build(server, model)
     assert [c.delta for c in backend.run("hello")] == ["a", "b"]
     assert tokens_and_end(events)[1].finish_reason == "stop"
+
+
+# -- item 4: a surrogate pair split across two chunks ----------------------------------------------
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_a_surrogate_pair_split_across_chunks_is_one_character(server, model, log, events, wire):
+    """``"\\ud83d"`` then ``"\\ude00"`` in two chunks: the caller, the tokens, the end and the
+    stored run all hold the one character they make."""
+    server.behave(model, Behaviour(raw=wire.stream_of(["Hi ", "\ud83d", "\ude00", "!"])))
+    chunks = list(wire.build(server, model).run("hello"))
+    assert "".join(c.delta for c in chunks) == "Hi \U0001f600!"
+    assert chunks[-1].content == "Hi \U0001f600!"
+    text, end = tokens_and_end(events)
+    assert text == end.output.text == "Hi \U0001f600!"
+    assert end.finish_reason == "stop"
+    log.flush()
+    (summary,) = log.runs()
+    assert summary.status == "ok"
+    assert log.transcript(summary.run_id).output.text == "Hi \U0001f600!"
+    stored = [e.text for e in log.events(summary.run_id) if isinstance(e, TokenEvent)]
+    assert "".join(stored) == "Hi \U0001f600!"
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_a_high_surrogate_whose_pair_never_comes_is_a_replacement_character(
+    server, model, events, wire
+):
+    """A lone half of a pair cannot be text: it becomes U+FFFD, as a UTF-8 decoder makes it."""
+    server.behave(model, Behaviour(raw=wire.stream_of(["Hi ", "\ud83d"])))
+    chunks = list(wire.build(server, model).run("hello"))
+    assert "".join(c.delta for c in chunks) == "Hi \ufffd"
+    text, end = tokens_and_end(events)
+    assert text == end.output.text == "Hi \ufffd"

@@ -124,7 +124,7 @@ class SSESource(_Payloads):
             if chunk is not None:
                 return chunk
             if self._exhausted():
-                return None
+                return self.state.finish()
             try:
                 self._feed(next(self._reads))
             except StopIteration:
@@ -174,7 +174,7 @@ class AsyncSSESource(_Payloads):
             if chunk is not None:
                 return chunk
             if self._exhausted():
-                return None
+                return self.state.finish()
             try:
                 self._feed(await anext(self._reads))
             except StopAsyncIteration:
