@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,6 +20,8 @@ from synthora import OpenAIChatBackend, OpenAICompletionBackend, ResponseError
 from synthora.events import EndEvent, TokenEvent
 from synthora.models import AnthropicBackend, BaseModelBackend, OpenAIResponsesBackend
 from synthora.testing.server import Behaviour
+
+SAMPLES = Path(__file__).with_name("wire_samples")
 
 
 def sse(payload: dict[str, Any], event: str = "") -> bytes:
@@ -206,3 +209,80 @@ def test_a_high_surrogate_whose_pair_never_comes_is_a_replacement_character(
     assert "".join(c.delta for c in chunks) == "Hi \ufffd"
     text, end = tokens_and_end(events)
     assert text == end.output.text == "Hi \ufffd"
+
+
+# -- item 5: a stream that stops short without an error ----------------------------------------
+
+
+@SYNC_AND_ASYNC
+@pytest.mark.parametrize("wire", WIRES)
+async def test_a_stream_ended_before_its_finish_is_truncated(
+    server, model, log, events, wire, use_async
+):
+    """The body ends cleanly after three pieces, with no finish reason and no end marker: the
+    caller's iteration ends as the SDK's does, and the run is stored as truncated."""
+    server.behave(model, Behaviour(n_tokens=6, end_after=3))
+    chunks = await read(wire.build(server, model), use_async)
+    assert "".join(c.delta for c in chunks) == " w0 w1 w2"
+    text, end = tokens_and_end(events)
+    assert (text, end.output.text, end.finish_reason) == (" w0 w1 w2", " w0 w1 w2", "truncated")
+    log.flush()
+    (summary,) = log.runs(status="truncated")
+    assert summary.finish_reason == "truncated"
+    assert list(log.runs(status="ok")) == []
+
+
+@pytest.mark.parametrize(
+    ("sample", "cls", "cut_before", "text"),
+    [
+        pytest.param(
+            "chat-stream.txt",
+            OpenAIChatBackend,
+            b'data: {"choices":[{"finish_reason":"length"',
+            " today day morning have",
+            id="chat",
+        ),
+        pytest.param(
+            "responses-stream.txt",
+            OpenAIResponsesBackend,
+            b"event: response.completed",
+            " get such thing who who",
+            id="responses",
+        ),
+        pytest.param(
+            "messages-stream.txt",
+            AnthropicBackend,
+            b"event: message_delta",
+            " then who who who food",
+            id="messages",
+        ),
+    ],
+)
+def test_llama_cpp_streams_cut_before_their_finish_are_truncated(
+    server, model, events, sample, cls, cut_before, text
+):
+    """llama.cpp's own streams, cut just before the event that finishes them: truncated."""
+    body = (SAMPLES / sample).read_bytes().split(b"\n\n", 1)[1]
+    server.behave(model, Behaviour(raw=(body[: body.index(cut_before)],)))
+    sdk = anthropic if cls is AnthropicBackend else openai
+    backend = http_wire(cls, sdk, root=cls is AnthropicBackend).build(server, model, True, "")
+    assert "".join(c.delta for c in backend.run("hello")) == text
+    assert tokens_and_end(events)[1].finish_reason == "truncated"
+
+
+@pytest.mark.parametrize(
+    ("kept", "finish_reason"),
+    [
+        pytest.param((0, 1), "stop", id="finish-reason-without-done"),
+        pytest.param((0, 2), None, id="done-without-finish-reason"),
+    ],
+)
+def test_a_stream_that_says_it_is_whole_is_not_truncated(
+    server, model, events, kept, finish_reason
+):
+    """A finish reason or [DONE] says the answer is whole: some servers send only one of them."""
+    pieces = chat_stream(["a"])
+    server.behave(model, Behaviour(raw=tuple(pieces[i] for i in kept)))
+    backend = http_wire(OpenAIChatBackend, openai).build(server, model, True, "")
+    assert [c.delta for c in backend.run("hello")] == ["a"]
+    assert tokens_and_end(events)[1].finish_reason == finish_reason

@@ -27,6 +27,7 @@ import openai
 from synthora.events import Usage
 from synthora.messages import MessageChunk, ToolCallDelta
 from synthora.models.output import OutputState
+from synthora.runs import TRUNCATED
 
 __all__ = ["ChatStreamState", "CompletionStreamState", "StreamState"]
 
@@ -148,7 +149,10 @@ class StreamState(OutputState):
         raise NotImplementedError
 
     def finish(self) -> MessageChunk | None:
-        """At the end of the stream: what is still held back, as the last chunk, once."""
+        """At the end of the stream: a stream the server ended without its end marker or a
+        finish reason is truncated; what is still held back is the last chunk, once."""
+        if not self.done and self.finish_reason is None:
+            self.finish_reason = TRUNCATED
         if not self._held:
             return None
         self._held = ""
