@@ -100,7 +100,7 @@ class _Payloads:
 
 
 def _labelled_as_events(response: RawResponse) -> bool:
-    return _EVENT_STREAM in response.http_response.headers.get("content-type", "")
+    return _EVENT_STREAM in response.http_response.headers.get("content-type", "").lower()
 
 
 def _told(head: bytes) -> bool:
