@@ -85,19 +85,37 @@ def messages_stream(pieces: list[str]) -> tuple[bytes, ...]:
 @dataclass(frozen=True)
 class Wire:
     cls: type[BaseModelBackend]
-    sdk: Any
     stream_of: Callable[[list[str]], tuple[bytes, ...]]
-    root: bool = False
 
-    def build(self, server: Any, model: str) -> BaseModelBackend:
-        return http_wire(self.cls, self.sdk, self.root).build(server, model, True, "")
+    @property
+    def sdk(self) -> Any:
+        return sdk_of(self.cls)
+
+
+def sdk_of(cls: type[BaseModelBackend]) -> Any:
+    return anthropic if cls is AnthropicBackend else openai
+
+
+@pytest.fixture
+def streamed(server, model):
+    """Build a streaming backend of a wire for this test's model; its client closed after."""
+    built = []
+
+    def build(cls: type[BaseModelBackend]) -> Any:
+        wire = http_wire(cls, sdk_of(cls), root=cls is AnthropicBackend)
+        built.append(wire.build(server, model, True, ""))
+        return built[-1]
+
+    yield build
+    for backend in built:
+        backend.client.close()
 
 
 WIRES = [
-    pytest.param(Wire(OpenAIChatBackend, openai, chat_stream), id="chat"),
-    pytest.param(Wire(OpenAICompletionBackend, openai, completion_stream), id="completion"),
-    pytest.param(Wire(OpenAIResponsesBackend, openai, responses_stream), id="responses"),
-    pytest.param(Wire(AnthropicBackend, anthropic, messages_stream, root=True), id="messages"),
+    pytest.param(Wire(OpenAIChatBackend, chat_stream), id="chat"),
+    pytest.param(Wire(OpenAICompletionBackend, completion_stream), id="completion"),
+    pytest.param(Wire(OpenAIResponsesBackend, responses_stream), id="responses"),
+    pytest.param(Wire(AnthropicBackend, messages_stream), id="messages"),
 ]
 SYNC_AND_ASYNC = pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 
@@ -118,18 +136,18 @@ def tokens_and_end(events: list[Any]) -> tuple[str, EndEvent]:
     return "".join(e.text for e in events if isinstance(e, TokenEvent)), end
 
 
-# -- item 2: a streamed request answered with a whole JSON reply, or with a page ------------------
+# -- a streamed request answered with a whole JSON reply, or with a page ------------------
 
 
 @SYNC_AND_ASYNC
 @pytest.mark.parametrize("wire", WIRES)
 async def test_a_json_reply_to_a_streamed_request_is_the_answer(
-    server, model, log, events, wire, use_async
+    server, model, streamed, log, events, wire, use_async
 ):
     """A server that ignores ``stream: true`` and answers ``200 application/json``: the caller
     iterates the answer, and the run is stored with it, its finish reason and usage."""
     server.behave(model, Behaviour(tokens=("Hello", " there"), ignore_stream=True))
-    chunks = await read(wire.build(server, model), use_async)
+    chunks = await read(streamed(wire.cls), use_async)
     assert "".join(c.delta for c in chunks) == "Hello there"
     text, end = tokens_and_end(events)
     assert text == "Hello there"
@@ -155,13 +173,13 @@ async def test_a_json_reply_to_a_streamed_request_is_the_answer(
 )
 @pytest.mark.parametrize("wire", WIRES)
 async def test_a_body_that_is_neither_events_nor_a_reply_is_a_clear_error(
-    server, model, events, wire, use_async, body, content_type
+    server, model, streamed, events, wire, use_async, body, content_type
 ):
     """A streamed request answered by a page or a broken body: the SDK's APIError class (and
     Synthora's ResponseError) raised from ``run()``, quoting what came, after one error event."""
     server.behave(model, Behaviour(raw=(body,), ignore_stream=True, content_type=content_type))
     with pytest.raises(wire.sdk.APIError, match="cannot be read") as raised:
-        await read(wire.build(server, model), use_async)
+        await read(streamed(wire.cls), use_async)
     assert isinstance(raised.value, ResponseError)
     assert repr(body[:12])[2:-1] in str(raised.value)
     assert [e.kind for e in events] == ["start", "error"]
@@ -169,23 +187,25 @@ async def test_a_body_that_is_neither_events_nor_a_reply_is_a_clear_error(
 
 
 @pytest.mark.parametrize("wire", WIRES)
-def test_events_labelled_as_json_are_still_a_stream(server, model, events, wire):
+def test_events_labelled_as_json_are_still_a_stream(server, model, streamed, events, wire):
     """A stream whose Content-Type says JSON (a proxy's relabelling) is still read as events."""
     server.behave(model, Behaviour(raw=wire.stream_of(["a", "b"]), content_type="application/json"))
-    backend = wire.build(server, model)
+    backend = streamed(wire.cls)
     assert [c.delta for c in backend.run("hello")] == ["a", "b"]
     assert tokens_and_end(events)[1].finish_reason == "stop"
 
 
-# -- item 4: a surrogate pair split across two chunks ----------------------------------------------
+# -- a surrogate pair split across two chunks ----------------------------------------------
 
 
 @pytest.mark.parametrize("wire", WIRES)
-def test_a_surrogate_pair_split_across_chunks_is_one_character(server, model, log, events, wire):
+def test_a_surrogate_pair_split_across_chunks_is_one_character(
+    server, model, streamed, log, events, wire
+):
     """``"\\ud83d"`` then ``"\\ude00"`` in two chunks: the caller, the tokens, the end and the
     stored run all hold the one character they make."""
     server.behave(model, Behaviour(raw=wire.stream_of(["Hi ", "\ud83d", "\ude00", "!"])))
-    chunks = list(wire.build(server, model).run("hello"))
+    chunks = list(streamed(wire.cls).run("hello"))
     assert "".join(c.delta for c in chunks) == "Hi \U0001f600!"
     assert chunks[-1].content == "Hi \U0001f600!"
     text, end = tokens_and_end(events)
@@ -201,28 +221,28 @@ def test_a_surrogate_pair_split_across_chunks_is_one_character(server, model, lo
 
 @pytest.mark.parametrize("wire", WIRES)
 def test_a_high_surrogate_whose_pair_never_comes_is_a_replacement_character(
-    server, model, events, wire
+    server, model, streamed, events, wire
 ):
     """A lone half of a pair cannot be text: it becomes U+FFFD, as a UTF-8 decoder makes it."""
     server.behave(model, Behaviour(raw=wire.stream_of(["Hi ", "\ud83d"])))
-    chunks = list(wire.build(server, model).run("hello"))
+    chunks = list(streamed(wire.cls).run("hello"))
     assert "".join(c.delta for c in chunks) == "Hi \ufffd"
     text, end = tokens_and_end(events)
     assert text == end.output.text == "Hi \ufffd"
 
 
-# -- item 5: a stream that stops short without an error ----------------------------------------
+# -- a stream that stops short without an error ----------------------------------------
 
 
 @SYNC_AND_ASYNC
 @pytest.mark.parametrize("wire", WIRES)
 async def test_a_stream_ended_before_its_finish_is_truncated(
-    server, model, log, events, wire, use_async
+    server, model, streamed, log, events, wire, use_async
 ):
     """The body ends cleanly after three pieces, with no finish reason and no end marker: the
     caller's iteration ends as the SDK's does, and the run is stored as truncated."""
     server.behave(model, Behaviour(n_tokens=6, end_after=3))
-    chunks = await read(wire.build(server, model), use_async)
+    chunks = await read(streamed(wire.cls), use_async)
     assert "".join(c.delta for c in chunks) == " w0 w1 w2"
     text, end = tokens_and_end(events)
     assert (text, end.output.text, end.finish_reason) == (" w0 w1 w2", " w0 w1 w2", "truncated")
@@ -259,13 +279,12 @@ async def test_a_stream_ended_before_its_finish_is_truncated(
     ],
 )
 def test_llama_cpp_streams_cut_before_their_finish_are_truncated(
-    server, model, events, sample, cls, cut_before, text
+    server, model, streamed, events, sample, cls, cut_before, text
 ):
     """llama.cpp's own streams, cut just before the event that finishes them: truncated."""
     body = (SAMPLES / sample).read_bytes().split(b"\n\n", 1)[1]
     server.behave(model, Behaviour(raw=(body[: body.index(cut_before)],)))
-    sdk = anthropic if cls is AnthropicBackend else openai
-    backend = http_wire(cls, sdk, root=cls is AnthropicBackend).build(server, model, True, "")
+    backend = streamed(cls)
     assert "".join(c.delta for c in backend.run("hello")) == text
     assert tokens_and_end(events)[1].finish_reason == "truncated"
 
@@ -278,11 +297,11 @@ def test_llama_cpp_streams_cut_before_their_finish_are_truncated(
     ],
 )
 def test_a_stream_that_says_it_is_whole_is_not_truncated(
-    server, model, events, kept, finish_reason
+    server, model, streamed, events, kept, finish_reason
 ):
     """A finish reason or [DONE] says the answer is whole: some servers send only one of them."""
     pieces = chat_stream(["a"])
     server.behave(model, Behaviour(raw=tuple(pieces[i] for i in kept)))
-    backend = http_wire(OpenAIChatBackend, openai).build(server, model, True, "")
+    backend = streamed(OpenAIChatBackend)
     assert [c.delta for c in backend.run("hello")] == ["a"]
     assert tokens_and_end(events)[1].finish_reason == finish_reason
