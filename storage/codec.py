@@ -31,6 +31,7 @@ from synthora.events import (
     event_from_dict,
 )
 from synthora.messages import BaseMessage, ToolCall, ToolCallDelta
+from synthora.runs import INTERRUPTED, TRUNCATED
 from synthora.storage.errors import SchemaVersionError
 from synthora.storage.schema import events, runs
 from synthora.types.node import Node
@@ -45,8 +46,6 @@ __all__ = [
     "json_serializer",
     "without_content",
 ]
-
-INTERRUPTED = "interrupted"
 
 EVENT_COLUMNS = tuple(column.name for column in events.c if column.name != "position")
 """Every row `batch_rows` makes for ``synthora_events`` has exactly these keys."""
@@ -423,6 +422,12 @@ def _started_run(event: StartEvent) -> dict[str, Any]:
     )
 
 
+def _status_of(finish_reason: str | None) -> str:
+    """An ended run's status: ``ok``, unless the consumer left (``interrupted``) or the server
+    ended the stream without finishing it (``truncated``)."""
+    return finish_reason if finish_reason in (INTERRUPTED, TRUNCATED) else "ok"
+
+
 def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
     """The run's closing columns; the others only matter if its start was not stored."""
     duration = event.duration_s if math.isfinite(event.duration_s) else None
@@ -441,7 +446,7 @@ def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
     if isinstance(event, EndEvent):
         usage = event.usage
         ended |= {
-            "status": INTERRUPTED if event.finish_reason == INTERRUPTED else "ok",
+            "status": _status_of(event.finish_reason),
             "time_to_first_token_s": event.time_to_first_token_s,
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,

@@ -26,7 +26,8 @@ class BaseCallBackHandler:
         """A run produced a piece of output."""
 
     def on_llm_end(self, event: EndEvent) -> None:
-        """A run finished (``event.finish_reason == "interrupted"`` if abandoned)."""
+        """A run finished (``event.finish_reason`` is ``"interrupted"`` if abandoned,
+        ``"truncated"`` if the server ended its stream without finishing it)."""
 
     def on_llm_error(self, event: ErrorEvent) -> None:
         """A run failed; the caller receives the exception."""
@@ -42,7 +43,8 @@ class AsyncCallBackHandler:
         """A run produced a piece of output."""
 
     async def on_llm_end(self, event: EndEvent) -> None:
-        """A run finished (``event.finish_reason == "interrupted"`` if abandoned)."""
+        """A run finished (``event.finish_reason`` is ``"interrupted"`` if abandoned,
+        ``"truncated"`` if the server ended its stream without finishing it)."""
 
     async def on_llm_error(self, event: ErrorEvent) -> None:
         """A run failed; the caller receives the exception."""

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list stored runs, newest first")
     runs.add_argument("--model")
     runs.add_argument("--node", help="a node name, path, or path prefix")
-    runs.add_argument("--status", choices=["ok", "error", "interrupted", "running"])
+    runs.add_argument("--status", choices=["ok", "error", "interrupted", "truncated", "running"])
     runs.add_argument("--since", type=_timestamp, help="ISO date or time, e.g. 2026-11-25")
     runs.add_argument("--errors-only", action="store_true")
     runs.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")

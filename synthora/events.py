@@ -96,9 +96,11 @@ class TokenEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="token"):
 
 
 class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
-    """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early.
-    ``chunks`` counts the output chunks (token events) the run produced. An embeddings run has
-    no output message but ``vectors``: one a text, packed (`synthora.models.vectors`)."""
+    """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early,
+    ``truncated`` when the server ended the stream without finishing it (no end marker, no
+    finish reason). ``chunks`` counts the output chunks (token events) the run produced. An
+    embeddings run has no output message but ``vectors``: one a text, packed
+    (`synthora.models.vectors`)."""
 
     kind: ClassVar[str] = "end"
     output: BaseMessage | None = None

@@ -39,6 +39,8 @@ from synthora.types.node import Node
 
 __all__ = [
     "DEFAULT_DURABLE_TIMEOUT",
+    "INTERRUPTED",
+    "TRUNCATED",
     "Run",
     "ScopeFrame",
     "current_scope",
@@ -52,6 +54,11 @@ DEFAULT_DURABLE_TIMEOUT = 5.0
 """Seconds a run waits at most for its subscribers' durability barriers."""
 
 INTERRUPTED = "interrupted"
+"""The finish reason of a run whose consumer stopped reading before the end."""
+TRUNCATED = "truncated"
+"""The finish reason of a stream the server ended without finishing it: no end marker (``[DONE]``,
+``response.completed``, ``message_stop``) and no finish reason. The caller's iteration just ends,
+as the SDK's does, so only the run says the answer may be cut short."""
 
 
 @dataclass(frozen=True, slots=True)

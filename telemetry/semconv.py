@@ -61,6 +61,7 @@ SYNTHORA_NODE_NAME: Final = "synthora.node.name"
 SYNTHORA_NODE_TYPE: Final = "synthora.node.type"
 SYNTHORA_NODE_PATH: Final = "synthora.node.path"
 SYNTHORA_INTERRUPTED: Final = "synthora.interrupted"
+SYNTHORA_TRUNCATED: Final = "synthora.truncated"
 SYNTHORA_REPLAYED: Final = "synthora.replayed"
 SYNTHORA_ERROR_STAGE: Final = "synthora.error.stage"
 

@@ -27,6 +27,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from synthora import __version__, bus
 from synthora.events import EndEvent, ErrorEvent, StartEvent
+from synthora.runs import INTERRUPTED, TRUNCATED
 from synthora.telemetry import semconv as sc
 from synthora.telemetry.content import CaptureMode, capped_json, input_content, output_content
 from synthora.types.node import Node
@@ -165,8 +166,10 @@ class SpanSubscriber:
         if run is None:
             return
         span = run.span
-        if event.finish_reason == "interrupted":
+        if event.finish_reason == INTERRUPTED:
             span.set_attribute(sc.SYNTHORA_INTERRUPTED, True)
+        elif event.finish_reason == TRUNCATED:  # not an error: the caller got no exception
+            span.set_attribute(sc.SYNTHORA_TRUNCATED, True)
         if run.metric_attributes:
             attributes = _response_attributes(event, run.stream)
             if self._capture:

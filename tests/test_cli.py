@@ -65,6 +65,20 @@ def test_runs_as_json_lines(stored):
     assert set(summary) >= {"run_id", "model", "node_path", "started_at", "duration_s"}
 
 
+def test_runs_with_truncated_status(log_url, make_backend):
+    """`runs --status truncated` lists the streams a server ended without finishing them."""
+    with EventLog(log_url) as log:
+        log.attach()
+        make_backend().run("whole")
+        cut = make_backend(behaviour=Behaviour(n_tokens=6, end_after=3), stream=True)
+        assert len(list(cut.run("cut short"))) == 3
+    status, out = cli("--db", log_url, "runs", "--status", "truncated", "--json")
+    assert status == 0
+    (line,) = out.splitlines()
+    summary = json.loads(line)
+    assert (summary["status"], summary["finish_reason"]) == ("truncated", "truncated")
+
+
 def test_show_by_prefix(stored):
     """`show` takes a unique prefix and prints the transcript, usage and any error."""
     runs = [json.loads(line) for line in cli("--db", stored, "runs", "--json")[1].splitlines()]

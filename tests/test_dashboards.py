@@ -96,7 +96,8 @@ def test_provisioned_datasources():
 
 @pytest.fixture
 def recorded_runs(postgres_url, make_backend):
-    """Real runs in PostgreSQL: 3 ok (one streamed), 2 failed, 1 interrupted, one agent scope."""
+    """Real runs in PostgreSQL: 3 ok (one streamed), 2 failed, 1 interrupted, 1 truncated,
+    one agent scope."""
     start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
     with EventLog(postgres_url) as log:
         log.attach()
@@ -112,6 +113,7 @@ def recorded_runs(postgres_url, make_backend):
         stream = slow.run("leave early")
         next(stream)
         stream.close()
+        list(make_backend(behaviour=Behaviour(n_tokens=6, end_after=3), stream=True).run("cut"))
     end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)
     return postgres_url, start, end
 
@@ -136,13 +138,14 @@ def test_every_panel_query_runs_and_counts_right(recorded_runs):
     assert len(results) == len(dashboard["panels"])
     assert results["Failed runs"][0]["failed"] == 2
     assert results["Interrupted streams"][0]["interrupted"] == 1
-    assert results["Error rate"][0]["error_rate"] == pytest.approx(2 / 6)
+    assert results["Truncated streams"][0]["truncated"] == 1
+    assert results["Error rate"][0]["error_rate"] == pytest.approx(2 / 7)
     (top,) = results["Top error types"]
     assert (top["error_type"], top["errors"], top["http_status"]) == ("InternalServerError", 2, 500)
-    assert sum(r["runs"] for r in results["Model runs per minute, by model"]) == 6
-    assert sum(r["runs"] for r in results["Model runs per minute, by node"]) == 6
+    assert sum(r["runs"] for r in results["Model runs per minute, by model"]) == 7
+    assert sum(r["runs"] for r in results["Model runs per minute, by node"]) == 7
     assert sum(r["steps"] for r in results["Agent and tool steps per minute"]) == 1
-    assert len(results["Recent runs"]) == 7
+    assert len(results["Recent runs"]) == 8
     assert all(r["show_command"].startswith("synthora show ") for r in results["Recent runs"])
     latency = results["Latency p50 / p95 / p99"]
     assert latency

@@ -189,6 +189,18 @@ def test_mid_stream_error_and_abandoned_stream(tracing, make_backend):
     assert left.attributes["synthora.interrupted"] is True
 
 
+def test_truncated_stream_span(tracing, make_backend):
+    """A stream the server ends without finishing it: no error (the caller got none), but the
+    span says truncated, apart from interrupted."""
+    backend = make_backend(behaviour=Behaviour(n_tokens=6, end_after=3), stream=True)
+    assert len(list(backend.run("cut short"))) == 3
+    (span,) = tracing.spans()
+    assert span.status_code != STATUS_ERROR
+    assert span.attributes["synthora.truncated"] is True
+    assert "synthora.interrupted" not in span.attributes
+    assert list(span.attributes["gen_ai.response.finish_reasons"]) == ["truncated"]
+
+
 def test_scopes_and_user_spans_nest(tracing, make_backend):
     """Runs nest under their scope's span, and a scope under the user's own current span."""
     backend = make_backend()

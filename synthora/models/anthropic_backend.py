@@ -9,11 +9,13 @@ results in one message, as the API's alternation requires); chat-format tools be
 ``input_schema`` tools; ``max_tokens`` is required by the API, so it defaults to
 `DEFAULT_MAX_TOKENS` (``max_completion_tokens`` is read as it). Config keys the installed SDK has
 no argument for (some releases lack ``temperature``) go in the request body. Streams are read
-off the wire and decoded with msgspec (`MessagesStreamState`), as the OpenAI wires' are.
+off the wire and decoded with msgspec (`MessagesStreamState`), as the OpenAI wires' are; a whole
+reply sent where a stream was asked is read as that reply.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -30,7 +32,8 @@ from synthora.models.chunks import (
 )
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
-from synthora.models.sse_stream import AsyncSSESource, SSESource
+from synthora.models.sse_stream import UNREADABLE, AsyncSSESource, SSESource, sdk_reply
+from synthora.models.streams import AsyncSource, Source
 from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run
 from synthora.types.enums import MessageRole, ModelBackendType, NodeType
 from synthora.types.node import Node
@@ -147,22 +150,37 @@ class AnthropicBackend(BaseModelBackend):
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         return _reply(await self.async_client.messages.create(**self._sdk_request(request)))
 
-    def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
+    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         streaming = self.client.messages.with_streaming_response
         response = streaming.create(**self._sdk_request(request), stream=True).__enter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
-        return SSESource(response, state)
+        source = SSESource(response, state)
+        return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
-    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
         streaming = self.async_client.messages.with_streaming_response
         response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
-        return AsyncSSESource(response, state)
+        source = AsyncSSESource(response, state)
+        return await source.or_whole_reply(
+            functools.partial(self._body_reply, response.http_request)
+        )
 
     # -- no I/O below -------------------------------------------------------------------------
 
     def _server_attributes(self) -> dict[str, Any]:
         return self._server
+
+    def _body_reply(self, request: Any, body: bytes) -> ModelReply:
+        """A reply sent whole where a stream was asked (the server ignored ``stream: true``)."""
+        from synthora.models.anthropic_errors import (  # noqa: PLC0415 - the SDK is an extra
+            UnreadableReplyError,
+        )
+
+        try:
+            return _reply(sdk_reply(self._anthropic.types.Message, body))
+        except UNREADABLE as error:
+            raise UnreadableReplyError.of(request, body, error) from error
 
     def _sdk_request(self, request: ModelRequest) -> dict[str, Any]:
         params = sdk_params(request.params)

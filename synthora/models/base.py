@@ -33,12 +33,7 @@ from blinker import Signal
 from synthora import bus
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
 from synthora.events import EVENT_KINDS, Event, EventKind
-from synthora.messages import (
-    MessageChunk,
-    MessageInput,
-    ToolCallDelta,
-    coerce_messages,
-)
+from synthora.messages import MessageChunk, MessageInput, coerce_messages
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.request import event_params, register_credentials
@@ -300,18 +295,15 @@ def sdk_clients_server(client: Any, async_client: Any) -> dict[str, Any]:
 
 def _reply_events(run: Run, reply: ModelReply) -> list[Event | None]:
     """A whole reply as the events a stream would have given: one token, then end."""
-    message = reply.message
+    whole = ModelDelta.whole(reply)
     token = None
-    if message is not None:
-        deltas = tuple(
-            ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
-            for i, call in enumerate(message.tool_calls)
+    if whole.text or whole.tool_call_deltas:
+        chunk = MessageChunk(
+            content=whole.text, delta=whole.text, tool_call_deltas=whole.tool_call_deltas
         )
-        if message.text or deltas:
-            chunk = MessageChunk(content=message.text, delta=message.text, tool_call_deltas=deltas)
-            token = run.token(chunk)
+        token = run.token(chunk)
     end = run.close_with_end(
-        message,
+        reply.message,
         reply.finish_reason,
         usage=reply.usage,
         response_id=reply.response_id,

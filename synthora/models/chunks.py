@@ -5,10 +5,19 @@ reads the same payload in ~3 µs. The wire types below declare only the fields S
 default everything, because OpenAI-compatible servers differ: ``content`` null in the first
 chunk, ``choices`` empty or null, usage on a separate last chunk or on the finish chunk itself,
 tool-call deltas without an ``index``, ``finish_reason`` absent until the last chunk.
+
+A payload msgspec refuses takes a slow path: decoded again as the SDKs decode it (``json.loads``,
+which also takes a lone half of a UTF-16 surrogate pair), its strings mended, then checked
+against the wire type. That is how a pair split across two chunks (``"\\ud83d"`` then
+``"\\ude00"``, as a server slicing UTF-16 text sends it) is read: the high half is held back
+until the low half comes, so each token, the text and the stored run hold the one real character
+(a half whose other half never comes is U+FFFD, as a UTF-8 decoder makes it). A payload msgspec
+reads, almost all of them, pays nothing for this.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx2
@@ -18,6 +27,7 @@ import openai
 from synthora.events import Usage
 from synthora.messages import MessageChunk, ToolCallDelta
 from synthora.models.output import OutputState
+from synthora.runs import TRUNCATED
 
 __all__ = ["ChatStreamState", "CompletionStreamState", "StreamState"]
 
@@ -97,6 +107,7 @@ def openai_usage(usage: Any) -> Usage:
 
 _DONE = b"[DONE]"
 _MALFORMED = (msgspec.DecodeError, msgspec.ValidationError)
+_REPLACEMENT = "\ufffd"
 
 
 class StreamState(OutputState):
@@ -105,14 +116,16 @@ class StreamState(OutputState):
     Only the first choice (``index`` 0) becomes output: a run is one answer.
     """
 
-    __slots__ = ("done", "request")
+    __slots__ = ("_held", "done", "request")
 
     def __init__(self, run_id: str, request: httpx2.Request) -> None:
         super().__init__(run_id)
         self.request = request
         self.done = False
+        self._held = ""  # the high half of a surrogate pair whose low half is yet to come
 
-    _decode: Any  # a msgspec decoder of the wire chunk type, set by each subclass
+    _decoder: msgspec.json.Decoder[Any]  # of the wire chunk type, set by each subclass
+    _decode: Any  # its decode method, looked up once
 
     def consume(self, payload: bytes) -> MessageChunk | None:
         """The chunk the user sees for `payload`, or None when it carries no output."""
@@ -122,7 +135,7 @@ class StreamState(OutputState):
         try:
             chunk = self._decode(payload)
         except _MALFORMED as error:
-            raise self._malformed(payload, error) from error
+            chunk = self._decode_leniently(payload, error)
         self._note(chunk)
         for choice in chunk.choices or ():
             if choice.index == 0:
@@ -134,6 +147,43 @@ class StreamState(OutputState):
     def _output(self, choice: Any) -> MessageChunk | None:
         """What the first choice of a chunk adds to the output; None when nothing."""
         raise NotImplementedError
+
+    def finish(self) -> MessageChunk | None:
+        """At the end of the stream: a stream the server ended without its end marker or a
+        finish reason is truncated; what is still held back is the last chunk, once."""
+        if not self.done and self.finish_reason is None:
+            self.finish_reason = TRUNCATED
+        if not self._held:
+            return None
+        self._held = ""
+        return self.add(_REPLACEMENT, None)
+
+    def _decode_leniently(self, payload: bytes, error: Exception) -> Any:
+        """The slow path, for a payload msgspec refused (see the module's docstring)."""
+        try:
+            return msgspec.convert(self._mend(json.loads(payload)), self._decoder.type)
+        except ValueError:  # not JSON even so, or not the wire type (msgspec's errors too)
+            raise self._malformed(payload, error) from error
+
+    def _mend(self, value: Any) -> Any:
+        """`value` with each string whole: a pair's halves joined across chunks, a lone half
+        U+FFFD."""
+        if isinstance(value, str):
+            return self._mend_text(value)
+        if isinstance(value, dict):
+            return {key: self._mend(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._mend(item) for item in value]
+        return value
+
+    def _mend_text(self, text: str) -> str:
+        if self._held and "\udc00" <= text[:1] <= "\udfff":
+            text, self._held = self._held + text, ""
+        if "\ud800" <= text[-1:] <= "\udbff":  # held back until the next chunk
+            if self._held:  # the half held before never met its other one
+                text = _REPLACEMENT + text
+            text, self._held = text[:-1], text[-1]
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
     sdk: Any = openai
     """The SDK whose exceptions this wire raises (``APIError``, ``APIConnectionError``, …)."""
@@ -171,7 +221,8 @@ class ChatStreamState(StreamState):
     """Chat chunks: text deltas and tool-call deltas, assembled into calls by index."""
 
     __slots__ = ()
-    _decode = msgspec.json.Decoder(_WireChatChunk).decode
+    _decoder = msgspec.json.Decoder(_WireChatChunk)
+    _decode = _decoder.decode
 
     def _output(self, choice: _WireChatChoice) -> MessageChunk | None:
         delta = choice.delta
@@ -211,7 +262,8 @@ class CompletionStreamState(StreamState):
     """Legacy completion chunks: ``choices[0].text``."""
 
     __slots__ = ()
-    _decode = msgspec.json.Decoder(_WireCompletionChunk).decode
+    _decoder = msgspec.json.Decoder(_WireCompletionChunk)
+    _decode = _decoder.decode
 
     def _output(self, choice: _WireCompletionChoice) -> MessageChunk | None:
         return self.add(choice.text, choice.finish_reason) if choice.text else None
@@ -274,7 +326,8 @@ class ResponsesStreamState(StreamState):
     does not know are skipped, as the API asks of clients."""
 
     __slots__ = ("_items",)
-    _decode = msgspec.json.Decoder(_WireResponsesEvent).decode
+    _decoder = msgspec.json.Decoder(_WireResponsesEvent)
+    _decode = _decoder.decode
 
     def __init__(self, run_id: str, request: httpx2.Request) -> None:
         super().__init__(run_id, request)
@@ -287,7 +340,7 @@ class ResponsesStreamState(StreamState):
         try:
             event = self._decode(payload)
         except _MALFORMED as error:
-            raise self._malformed(payload, error) from error
+            event = self._decode_leniently(payload, error)
         if event.error is not None:
             raise self._stream_error(event.error)
         match event.type:
@@ -402,7 +455,8 @@ class MessagesStreamState(StreamState):
     does not know are skipped."""
 
     __slots__ = ("_input", "_tools", "sdk")
-    _decode = msgspec.json.Decoder(_WireMessagesEvent).decode
+    _decoder = msgspec.json.Decoder(_WireMessagesEvent)
+    _decode = _decoder.decode
 
     def __init__(self, run_id: str, request: Any, sdk: Any) -> None:
         super().__init__(run_id, request)
@@ -414,7 +468,7 @@ class MessagesStreamState(StreamState):
         try:
             event = self._decode(payload)
         except _MALFORMED as error:
-            raise self._malformed(payload, error) from error
+            event = self._decode_leniently(payload, error)
         if event.error is not None:
             raise self._stream_error(event.error)
         match event.type:

@@ -9,11 +9,13 @@ Streamed runs ask for usage (``stream_options.include_usage``). Many OpenAI-comp
 reject that field with 400 or 422: the request is then sent once more without it, and a server
 that answered the retry is remembered (per base URL and model, for the life of the process, since
 one gateway often fronts servers of several kinds) so later runs do not pay for the extra round
-trip. ``stream_usage=False`` turns the field off.
+trip. ``stream_usage=False`` turns the field off. A server that answers a streamed request with a
+whole JSON reply (it ignores ``stream: true``) is read as that reply, one chunk then the end.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -34,7 +36,14 @@ from synthora.models.chunks import (
 )
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
-from synthora.models.sse_stream import AsyncSSESource, SSESource
+from synthora.models.sse_stream import (
+    UNREADABLE,
+    AsyncSSESource,
+    SSESource,
+    sdk_reply,
+    unreadable_reply,
+)
+from synthora.models.streams import AsyncSource, Source
 from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node
@@ -45,23 +54,16 @@ _REJECTS_STREAM_OPTIONS: set[tuple[str, str]] = set()
 """(base URL, model) pairs whose server refused ``stream_options`` and answered without it."""
 
 _DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
-_UNREADABLE = (ValueError, AttributeError, TypeError, KeyError, IndexError, ResponseError)
 
 
 class UnreadableReplyError(openai.APIError, ResponseError):
     """A 200 reply that is not what the endpoint answers (HTML from a proxy, ``null``, broken
-    JSON, fields of the wrong type): the SDK's error class, quoting what the server sent."""
+    JSON, fields of the wrong type), streamed or not: the SDK's error class, quoting what the
+    server sent."""
 
     @classmethod
-    def of(cls, raw: Any, error: Exception) -> UnreadableReplyError:
-        request = raw.http_request
-        body = raw.http_response.content[:200]
-        return cls(
-            f"the server's reply to {request.method} {request.url.path} cannot be read "
-            f"({type(error).__name__}: {error}); it began {body!r}",
-            request,
-            body=None,
-        )
+    def of(cls, request: httpx2.Request, body: bytes, error: Exception) -> Self:
+        return cls(unreadable_reply(request, body, error), request, body=None)
 
 
 class OpenAIChatBackend(BaseModelBackend):
@@ -75,6 +77,7 @@ class OpenAIChatBackend(BaseModelBackend):
     provider = "openai"
     operation = "chat"
     _state_type: type[StreamState] = ChatStreamState
+    _reply_type: type[openai.BaseModel] = openai.types.chat.ChatCompletion
     _asks_stream_usage = True  # stream_options.include_usage, which some servers refuse
 
     def __init__(
@@ -174,8 +177,10 @@ class OpenAIChatBackend(BaseModelBackend):
         raw = self._resource(self.client).with_raw_response.create(**sdk)
         try:
             return self._reply(raw.parse())
-        except _UNREADABLE as error:
-            raise UnreadableReplyError.of(raw, error) from error
+        except UNREADABLE as error:
+            raise UnreadableReplyError.of(
+                raw.http_request, raw.http_response.content, error
+            ) from error
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
@@ -183,10 +188,12 @@ class OpenAIChatBackend(BaseModelBackend):
         try:
             parsed = raw.parse()  # the SDK's raw response parses synchronously, already read
             return self._reply(await parsed if inspect.isawaitable(parsed) else parsed)
-        except _UNREADABLE as error:
-            raise UnreadableReplyError.of(raw, error) from error
+        except UNREADABLE as error:
+            raise UnreadableReplyError.of(
+                raw.http_request, raw.http_response.content, error
+            ) from error
 
-    def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
+    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         """The response's bytes, decoded as they arrive: the SDK builds no chunk objects."""
         resource = self._resource(self.client).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
@@ -199,9 +206,10 @@ class OpenAIChatBackend(BaseModelBackend):
             response = resource.create(**retry).__enter__()
             _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
         response = _raw(response)
-        return SSESource(response, self._state_type(run.run_id, response.http_request))
+        source = SSESource(response, self._state_type(run.run_id, response.http_request))
+        return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
-    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
         resource = self._resource(self.async_client).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
         try:
@@ -213,7 +221,10 @@ class OpenAIChatBackend(BaseModelBackend):
             response = await resource.create(**retry).__aenter__()
             _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
         response = _raw(response)
-        return AsyncSSESource(response, self._state_type(run.run_id, response.http_request))
+        source = AsyncSSESource(response, self._state_type(run.run_id, response.http_request))
+        return await source.or_whole_reply(
+            functools.partial(self._body_reply, response.http_request)
+        )
 
     # -- no I/O below -------------------------------------------------------------------------
 
@@ -249,6 +260,13 @@ class OpenAIChatBackend(BaseModelBackend):
         choice = _first_choice(reply)
         return BaseMessage.from_openai(choice.message, role="assistant"), choice.finish_reason
 
+    def _body_reply(self, request: httpx2.Request, body: bytes) -> ModelReply:
+        """A reply sent whole where a stream was asked (the server ignored ``stream: true``)."""
+        try:
+            return self._reply(sdk_reply(self._reply_type, body))
+        except UNREADABLE as error:
+            raise UnreadableReplyError.of(request, body, error) from error
+
     def _reply(self, reply: Any) -> ModelReply:
         message, finish_reason = self._read_reply(reply)
         usage = getattr(reply, "usage", None)
@@ -271,6 +289,7 @@ class OpenAICompletionBackend(OpenAIChatBackend):
     backend_type = ModelBackendType.OPENAI_COMPLETION
     operation = "text_completion"
     _state_type = CompletionStreamState
+    _reply_type = openai.types.Completion
 
     def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
         return client.completions

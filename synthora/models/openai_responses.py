@@ -41,6 +41,7 @@ class OpenAIResponsesBackend(OpenAIChatBackend):
 
     backend_type = ModelBackendType.OPENAI_RESPONSES
     _state_type: type[StreamState] = ResponsesStreamState
+    _reply_type = openai.types.responses.Response
     _asks_stream_usage = False  # usage always comes in response.completed
 
     def _resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:

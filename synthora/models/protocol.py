@@ -54,3 +54,21 @@ class ModelDelta(msgspec.Struct, frozen=True):
     usage: Usage | None = None
     response_id: str | None = None
     response_model: str | None = None
+
+    @classmethod
+    def whole(cls, reply: ModelReply) -> ModelDelta:
+        """A whole reply as one delta: its text, its tool calls (numbered in order), and what
+        the server said about it."""
+        message = reply.message
+        calls = tuple(
+            ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
+            for i, call in enumerate(message.tool_calls if message is not None else ())
+        )
+        return cls(
+            text="" if message is None else message.text,
+            tool_call_deltas=calls,
+            finish_reason=reply.finish_reason,
+            usage=reply.usage,
+            response_id=reply.response_id,
+            response_model=reply.response_model,
+        )

@@ -6,23 +6,53 @@ payload decoded by a `StreamState`, ~3 µs a chunk where the SDK's pydantic obje
 `SSESource` and `AsyncSSESource` differ only in how they read; a transport failure is raised as
 the SDK's own stream would raise it. The same sources serve the Anthropic wire, whose SDK has the
 same raw-response shape; the state names the SDK whose exceptions to raise.
+
+A server may answer a streamed request without events: a whole JSON reply (it ignored
+``stream: true``), or a proxy's error page. The SDKs' own streams then yield nothing and the
+answer is lost; a source instead reads such a body whole (``or_whole_reply``) and hands the
+reply the backend makes of it, or the backend's clear error. A body labelled as an event stream
+is never sniffed, so a stream costs nothing more; an unlabelled one is told by its first line.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import ssl
 import sys
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, Protocol
 
 import anyio
 import httpx2
 
+from synthora.errors import ResponseError
 from synthora.messages import MessageChunk
 from synthora.models.chunks import StreamState
+from synthora.models.output import OutputState
+from synthora.models.protocol import ModelDelta, ModelReply
 from synthora.models.sse import SSEDecoder
+from synthora.models.streams import AsyncDeltaSource, AsyncSource, DeltaSource, Source
 
-__all__ = ["AsyncSSESource", "RawResponse", "SSESource"]
+__all__ = [
+    "UNREADABLE",
+    "AsyncSSESource",
+    "RawResponse",
+    "SSESource",
+    "sdk_reply",
+    "unreadable_reply",
+]
+
+UNREADABLE = (ValueError, AttributeError, TypeError, KeyError, IndexError, ResponseError)
+"""What reading a reply object that is not the endpoint's raises (broken JSON, ``null``, fields
+of the wrong type): the backend turns these into its SDK's ``UnreadableReplyError``."""
+
+_EVENT_STREAM = "text/event-stream"
+_FIRST_LINE = 64
+"""Bytes enough to tell events from a whole body, when no line ends sooner."""
+_EVENT_LINE = re.compile(rb"(?:\xef\xbb\xbf)?[\r\n]*(?:data|event|id|retry|error)?:")
+"""How an event stream begins (llama.cpp's ``error:`` lines included)."""
 
 
 class RawResponse(Protocol):
@@ -69,6 +99,15 @@ class _Payloads:
         self._payloads.extend(self._decoder.flush())
 
 
+def _labelled_as_events(response: RawResponse) -> bool:
+    return _EVENT_STREAM in response.http_response.headers.get("content-type", "").lower()
+
+
+def _told(head: bytes) -> bool:
+    """Whether the first bytes of a body are enough to tell whether it is events."""
+    return len(head) >= _FIRST_LINE or b"\n" in head
+
+
 class SSESource(_Payloads):
     """A streamed response of the sync SDK, read as chunks."""
 
@@ -85,13 +124,35 @@ class SSESource(_Payloads):
             if chunk is not None:
                 return chunk
             if self._exhausted():
-                return None
+                return self.state.finish()
             try:
                 self._feed(next(self._reads))
             except StopIteration:
                 self._feed_eof()
             except Exception as exc:
                 _raise_as_sdk_error(exc, self._response.http_request, self.state.sdk)
+
+    def or_whole_reply(self, read_reply: Callable[[bytes], ModelReply]) -> Source:
+        """This source, or, when the body is not events, the reply `read_reply` makes of it,
+        read whole (the response is then released)."""
+        if _labelled_as_events(self._response):
+            return self
+        try:
+            head = b""
+            for data in self._reads:
+                head += data
+                if _told(head):
+                    break
+            if _EVENT_LINE.match(head):
+                self._feed(head)
+                return self
+            body = head + b"".join(self._reads)
+        except BaseException as exc:
+            self.close()
+            _raise_as_sdk_error(exc, self._response.http_request, self.state.sdk)
+        self.close()
+        delta = ModelDelta.whole(read_reply(body))
+        return DeltaSource(iter((delta,)), OutputState(self.state.run_id))
 
     def close(self) -> None:
         self._response.close()
@@ -113,7 +174,7 @@ class AsyncSSESource(_Payloads):
             if chunk is not None:
                 return chunk
             if self._exhausted():
-                return None
+                return self.state.finish()
             try:
                 self._feed(await anext(self._reads))
             except StopAsyncIteration:
@@ -121,11 +182,53 @@ class AsyncSSESource(_Payloads):
             except Exception as exc:
                 _raise_as_sdk_error(exc, self._response.http_request, self.state.sdk)
 
+    async def or_whole_reply(self, read_reply: Callable[[bytes], ModelReply]) -> AsyncSource:
+        """`SSESource.or_whole_reply`, reading asynchronously."""
+        if _labelled_as_events(self._response):
+            return self
+        try:
+            head = b""
+            async for data in self._reads:
+                head += data
+                if _told(head):
+                    break
+            if _EVENT_LINE.match(head):
+                self._feed(head)
+                return self
+            body = head + b"".join([data async for data in self._reads])
+        except BaseException as exc:
+            await self.aclose()
+            _raise_as_sdk_error(exc, self._response.http_request, self.state.sdk)
+        await self.aclose()
+        delta = ModelDelta.whole(read_reply(body))
+        return AsyncDeltaSource(_once(delta), OutputState(self.state.run_id))
+
     async def aclose(self) -> None:
         await self._response.close()
 
 
-def _raise_as_sdk_error(exc: Exception, request: httpx2.Request, sdk: Any) -> NoReturn:
+async def _once(delta: ModelDelta) -> AsyncIterator[ModelDelta]:
+    yield delta
+
+
+def sdk_reply(reply_type: Any, body: bytes) -> Any:
+    """`body` as the SDK's reply object, built as the SDK builds a non-streamed reply
+    (``construct``: nested objects built, nothing validated, so a lax server still reads)."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise TypeError(f"a JSON {type(data).__name__} where a reply object belongs")
+    return reply_type.construct(**data)
+
+
+def unreadable_reply(request: httpx2.Request, body: bytes, error: Exception) -> str:
+    """What an ``UnreadableReplyError`` says: the request, what went wrong, what came."""
+    return (
+        f"the server's reply to {request.method} {request.url.path} cannot be read "
+        f"({type(error).__name__}: {error}); it began {body[:200]!r}"
+    )
+
+
+def _raise_as_sdk_error(exc: BaseException, request: httpx2.Request, sdk: Any) -> NoReturn:
     """Raise a transport failure of the raw stream as the SDK's own stream would (`sdk` is
     the module whose ``APITimeoutError`` / ``APIConnectionError`` to raise)."""
     timeouts: tuple[type[BaseException], ...] = (httpx2.TimeoutException,)

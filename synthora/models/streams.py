@@ -5,7 +5,8 @@ a wire's own faster reader (`synthora.models.sse_stream` decodes SSE bytes strai
 chunks). Whatever the source, a stream ends in one of four ways, and each emits exactly one
 closing event:
 
-* exhausted: ``end`` with the finish reason and usage the source saw;
+* exhausted: ``end`` with the finish reason and usage the source saw (a wire's stream that the
+  server ended with neither its end marker nor a finish reason: ``truncated``);
 * the source failing (a server's error, a broken or timed-out connection, a backend's own
   exception): ``error`` with the partial output, then that exception reaches the consumer;
 * closed early (``close()``/``aclose()``, ``with``, ``break`` then garbage collection, another

@@ -91,6 +91,10 @@ class Behaviour:
     # Stream: send this many payload chunks (content or tool-call deltas; the role chunk is not
     # counted), then close the connection without the zero-length chunk or [DONE].
     break_after: int | None = None
+    # Stream: send this many payload chunks, then end the body cleanly but short: no finish
+    # reason, no [DONE] (no response.completed, no message_stop), as a server stopped mid-answer
+    # or a proxy's timeout sends it.
+    end_after: int | None = None
     # Stream: after this many payload chunks send an {"error": ...} event, then [DONE] and a clean
     # end -- how vLLM reports failures after the 200 status line is out.
     error_after: int | None = None
@@ -119,6 +123,17 @@ class Behaviour:
     # SSE bytes for a streamed request (no [DONE] is added), a JSON document for a plain one.
     # For wire-level tests and for replaying what a real server was captured sending.
     raw: tuple[bytes, ...] | None = None
+    # Answer a streamed request as a plain one (the JSON reply, or the raw body, whole), as
+    # servers that ignore "stream": true do.
+    ignore_stream: bool = False
+    # The Content-Type of a 200 reply in place of the usual one (a proxy's HTML page, a stream
+    # labelled as JSON).
+    content_type: str | None = None
+
+    @property
+    def cut_after(self) -> int | None:
+        """The payload chunks after which a stream stops short (broken off or ended), if it does."""
+        return self.break_after if self.break_after is not None else self.end_after
 
 
 @dataclass(frozen=True)
@@ -310,13 +325,13 @@ def _sse_events(
         finish = text_choice(b'""', _dumps(answer.finish_reason))
 
     clean = True
-    error_after, break_after = behaviour.error_after, behaviour.break_after
-    if error_after is not None and (break_after is None or error_after <= break_after):
+    error_after, cut_after = behaviour.error_after, behaviour.cut_after
+    if error_after is not None and (cut_after is None or error_after <= cut_after):
         error = _error_body(behaviour.error_message, behaviour.error_type, behaviour.error_code)
         chunks += [*payload[:error_after], _dumps(error)]
-    elif break_after is not None:
-        chunks += payload[:break_after]
-        clean = False
+    elif cut_after is not None:
+        chunks += payload[:cut_after]
+        clean = behaviour.break_after is None
     else:
         chunks += payload
         if behaviour.usage == "on_finish":
@@ -454,13 +469,13 @@ def _responses_events(
         )
     clean = True
     events = opening
-    error_after, break_after = behaviour.error_after, behaviour.break_after
-    if error_after is not None and (break_after is None or error_after <= break_after):
+    error_after, cut_after = behaviour.error_after, behaviour.cut_after
+    if error_after is not None and (cut_after is None or error_after <= cut_after):
         error = {"type": "error", "code": behaviour.error_code, "message": behaviour.error_message}
         events += [*payload[:error_after], error]
-    elif break_after is not None:
-        events += payload[:break_after]
-        clean = False
+    elif cut_after is not None:
+        events += payload[:cut_after]
+        clean = behaviour.break_after is None
     else:
         completed = _responses_reply(answer, behaviour, envelope, number)
         done_type = (
@@ -559,16 +574,16 @@ def _messages_events(
         delta["usage"] = {"output_tokens": answer.usage["completion_tokens"]}
     closing += [delta, {"type": "message_stop"}]
     clean = True
-    error_after, break_after = behaviour.error_after, behaviour.break_after
+    error_after, cut_after = behaviour.error_after, behaviour.cut_after
     counted = [e for e in payload if e["type"] == "content_block_delta"]
-    if error_after is not None and (break_after is None or error_after <= break_after):
+    if error_after is not None and (cut_after is None or error_after <= cut_after):
         cut = payload.index(counted[error_after]) if error_after < len(counted) else len(payload)
         error = {"type": "error", "error": _anthropic_error(behaviour)}
         events += [*payload[:cut], error]
-    elif break_after is not None:
-        cut = payload.index(counted[break_after]) if break_after < len(counted) else len(payload)
+    elif cut_after is not None:
+        cut = payload.index(counted[cut_after]) if cut_after < len(counted) else len(payload)
         events += payload[:cut]
-        clean = False
+        clean = behaviour.break_after is None
     else:
         events += [*payload, *closing]
     framed = [_frame_event(_dumps(e), behaviour, str(e["type"]).encode()) for e in events]
@@ -708,15 +723,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(behaviour.reject_stream_options, error)
             return
 
+        streamed = body.get("stream") is True and not behaviour.ignore_stream
         if behaviour.raw is not None:
-            if body.get("stream") is True:
+            if streamed:
                 self._stream(list(behaviour.raw), True, behaviour, done=False)
             else:
-                self._send_bytes(200, b"".join(behaviour.raw))
+                self._send_bytes(200, b"".join(behaviour.raw), behaviour.content_type)
             return
         if kind == "embeddings":
             if owner._pause(behaviour.delay_s):
-                self._send_json(200, _embeddings_reply(body, model))
+                self._send_json(200, _embeddings_reply(body, model), behaviour.content_type)
             else:
                 self.close_connection = True
             return
@@ -726,18 +742,19 @@ class _Handler(BaseHTTPRequestHandler):
         )
         envelope = {"id": f"{prefix}{number}", "created": int(time.time()), "model": model}
         if kind in ("messages", "responses"):
-            streamed = body.get("stream") is True
             self._send_typed(
                 kind, streamed, answer, behaviour=behaviour, envelope=envelope, number=number
             )
             return
-        if body.get("stream") is True:
+        if streamed:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             events, clean = _sse_events(kind, answer, behaviour, envelope, include_usage)
             self._stream(events, clean, behaviour)
         elif owner._pause(behaviour.delay_s):
-            self._send_json(200, _json_reply(kind, answer, behaviour, envelope))
+            self._send_json(
+                200, _json_reply(kind, answer, behaviour, envelope), behaviour.content_type
+            )
         else:
             self.close_connection = True
 
@@ -768,16 +785,18 @@ class _Handler(BaseHTTPRequestHandler):
                 if messages
                 else _responses_reply(answer, behaviour, envelope, number)
             )
-            self._send_json(200, reply)
+            self._send_json(200, reply, behaviour.content_type)
         else:
             self.close_connection = True
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        self._send_bytes(status, json.dumps(payload).encode())
+    def _send_json(
+        self, status: int, payload: dict[str, Any], content_type: str | None = None
+    ) -> None:
+        self._send_bytes(status, json.dumps(payload).encode(), content_type)
 
-    def _send_bytes(self, status: int, data: bytes) -> None:
+    def _send_bytes(self, status: int, data: bytes, content_type: str | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type or "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-request-id", self.request_id)
         self.end_headers()
@@ -790,7 +809,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner._stream_started()
         try:
             self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            content_type = behaviour.content_type or "text/event-stream; charset=utf-8"
+            self.send_header("Content-Type", content_type)
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("x-request-id", self.request_id)
@@ -804,7 +824,7 @@ class _Handler(BaseHTTPRequestHandler):
                 # Closing without the zero-length chunk is what a crashed upstream looks like.
                 self.close_connection = True
                 return
-            if done:
+            if done and behaviour.end_after is None:
                 self._write_event(_frame_event(b"[DONE]", behaviour), behaviour.split_events)
             self.wfile.write(b"0\r\n\r\n")
         except _CLIENT_GONE:
