@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from synthora.errors import ConfigurationError
 from synthora.messages import BaseMessage, ToolCall, assistant
+from synthora.models.attempts import counting_anthropic_attempts
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
     MESSAGES_FINISH_REASONS,
@@ -88,6 +89,8 @@ class AnthropicBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
+        self._counted = counting_anthropic_attempts(client, is_async=False)
+        self._async_counted = counting_anthropic_attempts(async_client, is_async=True)
         self._anthropic = _sdk()
         self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
@@ -142,19 +145,19 @@ class AnthropicBackend(BaseModelBackend):
     # -- the wire ------------------------------------------------------------------------------
 
     def _generate(self, request: ModelRequest) -> ModelReply:
-        return _reply(self.client.messages.create(**self._sdk_request(request)))
+        return _reply(self._counted.messages.create(**self._sdk_request(request)))
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return _reply(await self.async_client.messages.create(**self._sdk_request(request)))
+        return _reply(await self._async_counted.messages.create(**self._sdk_request(request)))
 
     def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
-        streaming = self.client.messages.with_streaming_response
+        streaming = self._counted.messages.with_streaming_response
         response = streaming.create(**self._sdk_request(request), stream=True).__enter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
         return SSESource(response, state)
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
-        streaming = self.async_client.messages.with_streaming_response
+        streaming = self._async_counted.messages.with_streaming_response
         response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
         return AsyncSSESource(response, state)

@@ -51,7 +51,7 @@ from synthora.models.streams import (
     Source,
 )
 from synthora.models.vectors import pack
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, service_name
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, sending, service_name
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
@@ -175,6 +175,7 @@ class BaseModelBackend:
     def _run(self, request: ModelRequest) -> Any:
         run = self._new_run(request)
         run.emit(run.start(**self._start_payload(request)))
+        sending_run = sending.set(run)
         try:
             if request.stream:
                 return RunStream(run, self._open_stream(run, request))
@@ -182,6 +183,8 @@ class BaseModelBackend:
         except BaseException as exc:
             run.emit(_request_failed(run, exc))
             raise
+        finally:
+            sending.reset(sending_run)
         for event in _reply_events(run, reply):
             run.emit(event)
         return self._result(reply)
@@ -189,6 +192,7 @@ class BaseModelBackend:
     async def _arun(self, request: ModelRequest) -> Any:
         run = self._new_run(request)
         await run.emit_async(run.start(**self._start_payload(request)))
+        sending_run = sending.set(run)
         try:
             if request.stream:
                 return AsyncRunStream(run, await self._aopen_stream(run, request))
@@ -196,6 +200,8 @@ class BaseModelBackend:
         except BaseException as exc:
             await run.emit_async(_request_failed(run, exc))
             raise
+        finally:
+            sending.reset(sending_run)
         for event in _reply_events(run, reply):
             await run.emit_async(event)
         return self._result(reply)

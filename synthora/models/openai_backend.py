@@ -25,6 +25,7 @@ import openai
 
 from synthora.errors import ConfigurationError, ResponseError
 from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
+from synthora.models.attempts import counting_openai_attempts
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
     ChatStreamState,
@@ -106,6 +107,8 @@ class OpenAIChatBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
+        self._counted = counting_openai_attempts(client)
+        self._async_counted = counting_openai_attempts(async_client)
         self.stream_usage = stream_usage
         self._base_url = str(client.base_url)
         self._server = sdk_clients_server(client, async_client)
@@ -171,7 +174,7 @@ class OpenAIChatBackend(BaseModelBackend):
 
     def _generate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        raw = self._resource(self.client).with_raw_response.create(**sdk)
+        raw = self._resource(self._counted).with_raw_response.create(**sdk)
         try:
             return self._reply(raw.parse())
         except _UNREADABLE as error:
@@ -179,7 +182,7 @@ class OpenAIChatBackend(BaseModelBackend):
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        raw = await self._resource(self.async_client).with_raw_response.create(**sdk)
+        raw = await self._resource(self._async_counted).with_raw_response.create(**sdk)
         try:
             parsed = raw.parse()  # the SDK's raw response parses synchronously, already read
             return self._reply(await parsed if inspect.isawaitable(parsed) else parsed)
@@ -188,7 +191,7 @@ class OpenAIChatBackend(BaseModelBackend):
 
     def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
         """The response's bytes, decoded as they arrive: the SDK builds no chunk objects."""
-        resource = self._resource(self.client).with_streaming_response
+        resource = self._resource(self._counted).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
         try:
             response = resource.create(**sdk).__enter__()
@@ -202,7 +205,7 @@ class OpenAIChatBackend(BaseModelBackend):
         return SSESource(response, self._state_type(run.run_id, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
-        resource = self._resource(self.async_client).with_streaming_response
+        resource = self._resource(self._async_counted).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
         try:
             response = await resource.create(**sdk).__aenter__()
