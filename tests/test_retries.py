@@ -143,6 +143,19 @@ def test_the_users_client_is_left_as_it_was(server, model):
     client.close()
 
 
+def test_an_error_before_sending_is_no_attempt(server, model, events):
+    """The anthropic SDK builds each attempt's request inside its middleware chain: an error
+    doing that (a header that is not text) sent nothing, so no attempt failed."""
+    backend = AnthropicBackend.default(
+        model, AGENT, api_key=API_KEY, base_url=server.base_url.removesuffix("/v1")
+    )
+    with pytest.raises(AttributeError):
+        backend.run("hi", extra_headers={"X-Count": 5})
+    backend.client.close()
+    assert [r for r in server.requests if r.body.get("model") == model] == []
+    assert (closing(events).attempts, closing(events).failed_attempts) == (1, ())
+
+
 @pytest.mark.parametrize("is_async", TWIN)
 @pytest.mark.parametrize("stream", STREAM)
 async def test_anthropic_retries_are_counted(server, model, stream, is_async):

@@ -89,9 +89,14 @@ class AnthropicBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
-        self._counted = counting_anthropic_attempts(client, is_async=False)
-        self._async_counted = counting_anthropic_attempts(async_client, is_async=True)
         self._anthropic = _sdk()
+        connection_error = self._anthropic.APIConnectionError
+        self._counted = counting_anthropic_attempts(
+            client, is_async=False, connection_error=connection_error
+        )
+        self._async_counted = counting_anthropic_attempts(
+            async_client, is_async=True, connection_error=connection_error
+        )
         self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
 

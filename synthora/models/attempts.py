@@ -27,6 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import openai
+
 from synthora.runs import note_attempt
 
 __all__ = ["counting_anthropic_attempts", "counting_openai_attempts"]
@@ -49,51 +51,70 @@ def counting_openai_attempts(client: Client) -> Client:
         return client
     send = observed._send_request
     count = _count_async if inspect.iscoroutinefunction(send) else _count
-    # openai hands the transport's exception over as it is: the error is its own name
-    observed._send_request = functools.partial(count, call_next=send, wrapped=False)
+    observed._send_request = functools.partial(count, call_next=send, failure=_raw_failure)
     counted: Client = observed
     return counted
 
 
-def counting_anthropic_attempts(client: Client, *, is_async: bool) -> Client:
+def counting_anthropic_attempts(
+    client: Client, *, is_async: bool, connection_error: type[Exception]
+) -> Client:
     """A copy of an anthropic client with a middleware counting its attempts; the client itself
-    under an SDK release without middleware (its runs then count one attempt)."""
+    under an SDK release without middleware (its runs then count one attempt).
+    `connection_error` is the SDK's ``APIConnectionError``, which wraps a transport's failure."""
     with_middleware = getattr(client, "with_middleware", None)
     if with_middleware is None:
         return client
-    # a middleware sees the transport's exception wrapped in the SDK's APIConnectionError
+
+    def failure(error: Exception) -> str | None:
+        # the chain also builds the request: an error doing that is no attempt at all
+        if not isinstance(error, connection_error):
+            return None
+        return type(error.__cause__ or error).__name__
+
     counted: Client = with_middleware(
-        functools.partial(_count_async if is_async else _count, wrapped=True)
+        functools.partial(_count_async if is_async else _count, failure=failure)
     )
     return counted
 
 
-def _count(request: Any, call_next: Callable[..., Any], *, wrapped: bool, **options: Any) -> Any:
+Failure = Callable[[Exception], str | None]
+"""How an exception raised by one attempt is named as its ``error_type``; None if it was not
+an attempt that failed."""
+
+
+def _count(request: Any, call_next: Callable[..., Any], *, failure: Failure, **options: Any) -> Any:
     """One attempt, counted: `call_next` sends it (SDK options, if any, pass through)."""
     try:
         response = call_next(request, **options)
     except Exception as error:
-        note_attempt(error_type=_transport_error(error, wrapped))
+        _note_failure(failure(error))
         raise
     _note_response(response.status_code)
     return response
 
 
 async def _count_async(
-    request: Any, call_next: Callable[..., Awaitable[Any]], *, wrapped: bool, **options: Any
+    request: Any, call_next: Callable[..., Awaitable[Any]], *, failure: Failure, **options: Any
 ) -> Any:
     try:
         response = await call_next(request, **options)
     except Exception as error:
-        note_attempt(error_type=_transport_error(error, wrapped))
+        _note_failure(failure(error))
         raise
     _note_response(response.status_code)
     return response
 
 
-def _transport_error(error: Exception, wrapped: bool) -> str:
-    cause = (error.__cause__ or error) if wrapped else error
-    return type(cause).__name__
+def _raw_failure(error: Exception) -> str | None:
+    """openai's ``_send_request`` raises the transport's own exception; one of the SDK's own
+    (a credential it could not get) is raised before anything is sent."""
+    return None if isinstance(error, openai.OpenAIError) else type(error).__name__
+
+
+def _note_failure(error_type: str | None) -> None:
+    if error_type is not None:
+        note_attempt(error_type=error_type)
 
 
 def _note_response(status: int) -> None:
