@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime
 import enum
 import json
+import math
 
 import msgspec
 import openai
 import pydantic
 import pytest
+from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
 from support import API_KEY
 from synthora import (
@@ -22,7 +24,9 @@ from synthora import (
     user,
 )
 from synthora.events import StartEvent
+from synthora.models import AnthropicBackend, OpenAIEmbeddingBackend, OpenAIResponsesBackend
 from synthora.storage import EventLog
+from synthora.telemetry import CaptureMode
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -50,6 +54,110 @@ def test_bad_messages_fail_before_any_request(make_backend, server, events, bad,
     with pytest.raises(error, match=match):
         backend.run(bad)
     assert len(server.requests) == sent
+    assert events == []
+
+
+TOOL_WITH_A_SET = {
+    "type": "function",
+    "function": {"name": "pick", "parameters": {"type": "string", "enum": {"a", "b"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "ask", "match"),
+    [
+        pytest.param(
+            OpenAIChatBackend,
+            {"temperature": math.nan},
+            "hi",
+            r"parameter 'temperature' is nan",
+            id="nan-in-config",
+        ),
+        pytest.param(
+            OpenAIResponsesBackend,
+            {"top_p": math.inf},
+            "hi",
+            r"parameter 'top_p' is inf",
+            id="infinity-in-config",
+        ),
+        pytest.param(
+            OpenAIChatBackend,
+            {"tools": [TOOL_WITH_A_SET]},
+            "hi",
+            r"parameter 'tools'\[0\]\['function'\]\['parameters'\]\['enum'\] is of type set",
+            id="tool-schema-with-a-set",
+        ),
+        pytest.param(
+            OpenAIChatBackend,
+            {},
+            [user("fine"), user("broken \ud800 text")],
+            r"message 1 content has a lone surrogate '\\ud800' at index 7",
+            id="surrogate-in-a-message",
+        ),
+        pytest.param(
+            OpenAICompletionBackend,
+            {},
+            "a prompt \udfff",
+            r"prompt has a lone surrogate",
+            id="surrogate-in-a-prompt",
+        ),
+        pytest.param(
+            OpenAIEmbeddingBackend,
+            {},
+            ["ok", "not \udc00 ok"],
+            r"prompt\[1\] has a lone surrogate",
+            id="surrogate-in-a-text-to-embed",
+        ),
+        pytest.param(
+            OpenAIChatBackend,
+            {"metadata": {"raw": b"bytes"}},
+            "hi",
+            r"parameter 'metadata'\['raw'\] is of type bytes",
+            id="bytes-in-config",
+        ),
+    ],
+)
+def test_input_the_sdk_cannot_encode_is_refused_before_the_run(
+    log,
+    make_backend,
+    server,
+    model,
+    events,
+    receiver,  # noqa: F811 - the fixture
+    cls,
+    config,
+    ask,
+    match,
+):
+    """What JSON cannot carry raises InvalidRequestError (a ValueError) naming the field, before
+    anything happens: no request, no event, no span, nothing stored."""
+    backend = make_backend(cls, config=config)
+    tracing = Tracing(receiver, CaptureMode.NO_CONTENT)
+    try:
+        with pytest.raises(InvalidRequestError, match=match) as refused:
+            backend.run(ask)
+        spans = tracing.spans()
+    finally:
+        tracing.close()
+    assert isinstance(refused.value, ValueError)
+    assert "the request was not sent" in str(refused.value)
+    assert [r for r in server.requests if r.body.get("model") == model] == []
+    assert (events, spans) == ([], [])
+    log.flush()
+    assert list(log.runs()) == []
+
+
+async def test_anthropic_refuses_what_it_cannot_encode(server, events):
+    """The Messages wire refuses the same input the same way, run or async_run."""
+    backend = AnthropicBackend.default(
+        "claude", api_key=API_KEY, base_url=server.base_url.removesuffix("/v1")
+    )
+    with pytest.raises(InvalidRequestError, match="parameter 'temperature' is nan"):
+        backend.run("hi", temperature=math.nan)
+    with pytest.raises(InvalidRequestError, match="message 0 content has a lone surrogate"):
+        await backend.async_run("\ud83d")
+    backend.client.close()
+    await backend.async_client.close()
     assert events == []
 
 

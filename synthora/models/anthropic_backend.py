@@ -64,6 +64,7 @@ class AnthropicBackend(BaseModelBackend):
     backend_type = ModelBackendType.ANTHROPIC_MESSAGES
     provider = "anthropic"
     operation = "chat"
+    sends_json = True
 
     def __init__(
         self,

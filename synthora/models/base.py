@@ -41,7 +41,7 @@ from synthora.messages import (
 )
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
-from synthora.models.request import event_params, register_credentials
+from synthora.models.request import check_json_request, event_params, register_credentials
 from synthora.models.streams import (
     AsyncDeltaSource,
     AsyncRunStream,
@@ -90,6 +90,9 @@ class BaseModelBackend:
     """The operation a run performs (``gen_ai.operation.name``)."""
     backend_type: str = ""
     """The wire this backend speaks, as the log records it; the class name when empty."""
+    sends_json: bool = False
+    """Whether requests go out as JSON (the SDK wires do): a request JSON cannot carry (NaN, a
+    lone surrogate, a set) is then refused, naming the field, before its run starts."""
 
     def __init__(
         self,
@@ -165,12 +168,21 @@ class BaseModelBackend:
     def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
         """The reply `BaseMessage`; with `stream` on, a `RunStream` of `MessageChunk`; for an
         embeddings backend, one vector per text."""
-        return self._run(self._request(messages, params))
+        return self._run(self._checked_request(messages, params))
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
     ) -> Any:
-        return await self._arun(self._request(messages, params))
+        return await self._arun(self._checked_request(messages, params))
+
+    def _checked_request(
+        self, messages: MessageInput | Iterable[MessageInput], params: dict[str, Any]
+    ) -> ModelRequest:
+        """The run's request, refused before anything is emitted if it cannot be sent."""
+        request = self._request(messages, params)
+        if self.sends_json:
+            check_json_request(request)
+        return request
 
     def _run(self, request: ModelRequest) -> Any:
         run = self._new_run(request)

@@ -75,6 +75,7 @@ class OpenAIChatBackend(BaseModelBackend):
     backend_type = ModelBackendType.OPENAI_CHAT
     provider = "openai"
     operation = "chat"
+    sends_json = True
     _state_type: type[StreamState] = ChatStreamState
     _asks_stream_usage = True  # stream_options.include_usage, which some servers refuse
 
