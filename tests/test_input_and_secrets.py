@@ -11,13 +11,16 @@ import msgspec
 import openai
 import pydantic
 import pytest
+from test_custom_backend import EchoBackend
 from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
-from support import API_KEY
+from support import AGENT, API_KEY
 from synthora import (
     ConfigurationError,
     InvalidRequestError,
     MessageTypeError,
+    Node,
+    NodeType,
     OpenAIChatBackend,
     OpenAICompletionBackend,
     event_from_dict,
@@ -25,7 +28,7 @@ from synthora import (
 )
 from synthora.events import StartEvent
 from synthora.models import AnthropicBackend, OpenAIEmbeddingBackend, OpenAIResponsesBackend
-from synthora.storage import EventLog
+from synthora.storage import EventLog, ReplayBackend
 from synthora.telemetry import CaptureMode
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
@@ -159,6 +162,64 @@ async def test_anthropic_refuses_what_it_cannot_encode(server, events):
     backend.client.close()
     await backend.async_client.close()
     assert events == []
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        pytest.param({"model_type": None}, r"needs model_type.*got None", id="no-model"),
+        pytest.param({"model_type": ""}, r"needs model_type.*got ''", id="empty-model"),
+        pytest.param({"model_type": 4}, r"needs model_type.*got 4", id="model-not-a-string"),
+        pytest.param(
+            {"model_type": "m", "source": "assistant"},
+            r"source must be a Node.*got 'assistant'",
+            id="source-not-a-node",
+        ),
+        pytest.param(
+            {"model_type": "m", "source": Node(name=None, type=NodeType.AGENT)},  # type: ignore[arg-type]
+            r"source must be a Node with a name",
+            id="source-without-a-name",
+        ),
+        pytest.param(
+            {"model_type": "m", "source": AGENT.child("step", "tool")},  # type: ignore[arg-type]
+            r"source must be a Node with a name and a NodeType",
+            id="source-type-not-a-node-type",
+        ),
+        pytest.param(
+            {"model_type": "m", "name": 7}, r"name must be a string", id="name-not-a-string"
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "cls",
+    [
+        OpenAIChatBackend,
+        OpenAICompletionBackend,
+        OpenAIResponsesBackend,
+        OpenAIEmbeddingBackend,
+        AnthropicBackend,
+    ],
+)
+def test_a_backend_that_cannot_name_its_runs_is_refused_when_built(cls, options, match):
+    """A model of None (or empty, or not a string), a source or name of the wrong kind: a
+    ConfigurationError naming the parameter when the backend is built, not SQL errors once
+    its first run is stored."""
+    with pytest.raises(ConfigurationError, match=match):
+        cls.default(**options, api_key=API_KEY, base_url="http://127.0.0.1:9")
+
+
+def test_every_constructor_checks_what_names_its_runs(server, tmp_path):
+    """Built directly, or as a user's own backend, the same checks hold; a ReplayBackend's
+    model_type "" still means any recorded model."""
+    client = openai.OpenAI(api_key=API_KEY, base_url=server.base_url)
+    async_client = openai.AsyncOpenAI(api_key=API_KEY, base_url=server.base_url)
+    with pytest.raises(ConfigurationError, match="OpenAIChatBackend needs model_type"):
+        OpenAIChatBackend(model_type=None, client=client, async_client=async_client)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="EchoBackend needs model_type"):
+        EchoBackend(model_type=None, source=AGENT)  # type: ignore[arg-type]
+    with EventLog(f"sqlite:///{tmp_path / 'replay.db'}") as log:
+        assert ReplayBackend(log).model_type == ""
+    client.close()
 
 
 def test_completion_refuses_a_conversation(make_backend):

@@ -82,7 +82,7 @@ class AnthropicBackend(BaseModelBackend):
         super().__init__(
             model_type=model_type,
             source=source,
-            config=dict(config or {}),
+            config=config,
             name=name,
             handlers=handlers,
             stream=stream,
@@ -122,6 +122,7 @@ class AnthropicBackend(BaseModelBackend):
         `api_key` and `base_url` fall back to ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``;
         the base URL is the server's root, as the anthropic SDK takes it (no ``/v1``).
         """
+        cls._check_identity(model_type, source, name, config)
         anthropic = _sdk()
         api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:

@@ -24,7 +24,7 @@ hooks still serves ``async_run``: its sync hooks run in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Self, assert_never
 
 import anyio
@@ -32,6 +32,7 @@ from blinker import Signal
 
 from synthora import bus
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
+from synthora.errors import ConfigurationError
 from synthora.events import EVENT_KINDS, Event, EventKind
 from synthora.messages import (
     MessageChunk,
@@ -90,6 +91,8 @@ class BaseModelBackend:
     """The operation a run performs (``gen_ai.operation.name``)."""
     backend_type: str = ""
     """The wire this backend speaks, as the log records it; the class name when empty."""
+    requires_model: bool = True
+    """Whether `model_type` must name a model; `ReplayBackend` takes "" for any model."""
     sends_json: bool = False
     """Whether requests go out as JSON (the SDK wires do): a request JSON cannot carry (NaN, a
     lone surrogate, a set) is then refused, naming the field, before its run starts."""
@@ -99,12 +102,13 @@ class BaseModelBackend:
         *,
         model_type: str,
         source: Node,
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
         name: str | None = None,
         handlers: Iterable[CallBackHandler] = (),
         stream: bool = False,
         durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
+        self._check_identity(model_type, source, name, config)
         self.model_type = model_type
         self.source = source
         self.config: dict[str, Any] = dict(config or {})
@@ -120,6 +124,42 @@ class BaseModelBackend:
     def default(cls, *args: Any, **kwargs: Any) -> Self:
         """The usual way to build this backend; see each subclass for its options."""
         raise NotImplementedError(f"{cls.__name__} has no default() factory")
+
+    @classmethod
+    def _check_identity(
+        cls, model_type: object, source: object, name: object, config: object
+    ) -> None:
+        """Refuse, when the backend is built, what names its runs wrongly: every event and
+        stored row carries the model and the node, and a model of None or a source that is
+        not a `Node` would fail only when the first run is stored."""
+        if not isinstance(model_type, str) or (cls.requires_model and not model_type.strip()):
+            raise ConfigurationError(
+                f"{cls.__name__} needs model_type, the name of the model to run (a non-empty "
+                f"string); got {model_type!r}"
+            )
+        node: object = source
+        while node is not None:
+            if not (
+                isinstance(node, Node)
+                and isinstance(node.name, str)
+                and node.name
+                and isinstance(node.type, NodeType)
+            ):
+                raise ConfigurationError(
+                    f"{cls.__name__}'s source must be a Node with a name and a NodeType, and so "
+                    "must its parents (for example Node(name='assistant', type=NodeType.AGENT)); "
+                    f"got {node!r}"
+                )
+            node = node.parent
+        if name is not None and not isinstance(name, str):
+            raise ConfigurationError(
+                f"{cls.__name__}'s name must be a string (the model node's name); "
+                f"got {type(name).__name__}"
+            )
+        if config is not None and not isinstance(config, Mapping):
+            raise ConfigurationError(
+                f"config must be a mapping of request parameters, got {type(config).__name__}"
+            )
 
     @property
     def node(self) -> Node:

@@ -93,14 +93,10 @@ class OpenAIChatBackend(BaseModelBackend):
         stream_usage: bool = True,
         durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
-        if config is not None and not isinstance(config, Mapping):
-            raise ConfigurationError(
-                f"config must be a mapping of request parameters, got {type(config).__name__}"
-            )
         super().__init__(
             model_type=model_type,
             source=source,
-            config=dict(config or {}),
+            config=config,
             name=name,
             handlers=handlers,
             stream=stream,
@@ -137,6 +133,7 @@ class OpenAIChatBackend(BaseModelBackend):
         `api_key` and `base_url` fall back to ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
         `http_client` is given to the SDK client of its kind (an async client to the async one).
         """
+        cls._check_identity(model_type, source, name, config)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if callable(api_key):
             raise ConfigurationError(
