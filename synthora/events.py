@@ -116,7 +116,7 @@ class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     """The run finished; ``finish_reason`` is ``interrupted`` when the consumer stopped early.
     ``chunks`` counts the output chunks (token events) the run produced. An embeddings run has
     no output message but ``vectors``: one a text, packed (`synthora.models.vectors`).
-    ``attempts`` counts the HTTP requests the run sent (1 unless the SDK retried), and
+    ``attempts`` counts the HTTP requests the run sent (1 unless one was retried), and
     ``failed_attempts`` says how each one before the last failed."""
 
     kind: ClassVar[str] = "end"
