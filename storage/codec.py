@@ -442,6 +442,7 @@ def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
         "started_at": _utc(event.ts - int(duration * 1e9) if duration else event.ts),
         "ended_at": _utc(event.ts),
         "duration_s": duration,
+        "attempts": event.attempts,
     }
     if isinstance(event, EndEvent):
         usage = event.usage
@@ -473,6 +474,7 @@ CLOSING_COLUMNS = (
     "error_type",
     "error_message",
     "status_code",
+    "attempts",
 )
 """The ``synthora_runs`` columns an end or error event sets on its run."""
 

@@ -39,6 +39,7 @@ from synthora.events import (
     ErrorEvent,
     Event,
     EventKind,
+    FailedAttempt,
     StartEvent,
     TokenEvent,
     Usage,
@@ -91,6 +92,8 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
     status_code: int | None
     trace_id: str
     span_id: str
+    attempts: int | None
+    """HTTP requests the run sent (more than 1 when the SDK retried); None while it runs."""
 
 
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +107,7 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage | None
     tokens: int
     error: ErrorEvent | None
+    failed_attempts: tuple[FailedAttempt, ...] = ()
 
 
 class EventLog:
@@ -399,6 +403,7 @@ class EventLog:
             usage=closing.usage if isinstance(closing, EndEvent) else None,
             tokens=tokens,
             error=closing if isinstance(closing, ErrorEvent) else None,
+            failed_attempts=closing.failed_attempts if closing else (),
         )
 
     def replay(self, run_id: str, speed: float | None = None, *, sender: Any = None) -> list[Event]:

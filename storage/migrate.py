@@ -27,8 +27,9 @@ VERSION_TABLE = "synthora_alembic_version"
 _SCRIPTS = Path(__file__).with_name("migrations")
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to `SCHEMA_REVISION`, or refuse a newer one."""
+def upgrade(engine: Engine, to: str = SCHEMA_REVISION) -> None:
+    """Bring the database to `SCHEMA_REVISION` (or an older revision `to`, which tests use to
+    build a log as an older Synthora left it), or refuse a newer one."""
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
@@ -45,9 +46,9 @@ def upgrade(engine: Engine) -> None:
                         f"the event log is at schema revision {current!r}, newer than this "
                         f"Synthora knows (up to {SCHEMA_REVISION!r}); upgrade synthora to open it"
                     )
-                if current != SCHEMA_REVISION:
+                if current != to:
                     config.attributes["connection"] = connection
-                    command.upgrade(config, SCHEMA_REVISION)
+                    command.upgrade(config, to)
         finally:
             if locked:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})

@@ -88,6 +88,7 @@ class ReplayBackend(BaseModelBackend):
     """A `BaseModelBackend` whose answers come from an event log, never from the network."""
 
     backend_type = ModelBackendType.REPLAY
+    requires_model = False  # model_type "" answers for whatever model was recorded
 
     def __init__(
         self,

@@ -39,7 +39,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = ["SCHEMA_REVISION", "events", "metadata", "runs"]
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """The Alembic revision this code reads and writes."""
 
 metadata = MetaData()
@@ -121,6 +121,7 @@ runs = Table(
     Column("status_code", Integer),
     Column("trace_id", String(32), nullable=False, default=""),
     Column("span_id", String(16), nullable=False, default=""),
+    Column("attempts", Integer),
 )
 Index("ix_synthora_runs_started_at", runs.c.started_at)
 Index("ix_synthora_runs_model_started_at", runs.c.model, runs.c.started_at)

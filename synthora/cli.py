@@ -174,7 +174,7 @@ def _runs(args: argparse.Namespace, out: TextIO) -> int:
                 s.model or "-",
                 "-" if s.duration_s is None else f"{s.duration_s:.2f}s",
                 f"{s.input_tokens or 0}/{s.output_tokens or 0}",
-                s.error_type or s.finish_reason or "",
+                _ending(s.error_type or s.finish_reason or "", s.attempts),
                 s.node_path,
             )
             for s in summaries
@@ -192,6 +192,11 @@ def _runs(args: argparse.Namespace, out: TextIO) -> int:
     )
     _table(out, header, rows)
     return 0
+
+
+def _ending(end: str, attempts: int | None) -> str:
+    """How a run ended, and after how many attempts when the SDK retried."""
+    return f"{end} ({attempts} attempts)" if attempts and attempts > 1 else end
 
 
 def _show(args: argparse.Namespace, out: TextIO) -> int:
@@ -226,6 +231,12 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
         usage = transcript.usage
         out.write(f"usage    {usage.input_tokens} in, {usage.output_tokens} out")
         out.write(f", {transcript.tokens} chunks\n")
+    if transcript.failed_attempts:
+        failures = ", ".join(
+            f"HTTP {a.status_code}" if a.status_code else a.error_type
+            for a in transcript.failed_attempts
+        )
+        out.write(f"attempts {run.attempts}, failed: {failures}\n")
     if transcript.error is not None:
         error = transcript.error
         status = f" (HTTP {error.status_code})" if error.status_code else ""

@@ -23,6 +23,7 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "EventKind",
+    "FailedAttempt",
     "StartEvent",
     "TokenEvent",
     "Usage",
@@ -32,7 +33,11 @@ __all__ = [
 EVENT_SCHEMA_VERSION = 2
 """Bumped whenever a stored event's shape changes; readers upgrade older rows on read
 (`synthora.storage.codec`). 2: ``provider`` on start events, ``chunks`` and ``vectors`` on
-end events."""
+end events.
+
+A field added with a default that reads an older row correctly needs no bump (older rows
+decode to the default, and an older Synthora ignores the field): ``attempts`` and
+``failed_attempts`` on end and error events, where an older row means "not retried"."""
 
 Operation = Literal["chat", "text_completion", "embeddings", "invoke_agent", "execute_tool"]
 ErrorStage = Literal["request", "stream", "scope"]
@@ -48,6 +53,18 @@ class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
     output_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
+
+
+class FailedAttempt(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """One HTTP attempt of a run's request that failed, retried by the SDK or not.
+
+    ``error_type`` follows OpenTelemetry's HTTP conventions for ``error.type``: the status code
+    as a string when the server answered (``"503"``), else the name of the transport's
+    exception (``ConnectError``). ``ts`` is when the attempt failed, in nanoseconds."""
+
+    ts: int
+    error_type: str
+    status_code: int | None = None
 
 
 class _Envelope(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):
@@ -100,7 +117,8 @@ class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     ``truncated`` when the server ended the stream without finishing it (no end marker, no
     finish reason). ``chunks`` counts the output chunks (token events) the run produced. An
     embeddings run has no output message but ``vectors``: one a text, packed
-    (`synthora.models.vectors`)."""
+    (`synthora.models.vectors`). ``attempts`` counts the HTTP requests the run sent (1 unless
+    one was retried), and ``failed_attempts`` says how each one before the last failed."""
 
     kind: ClassVar[str] = "end"
     output: BaseMessage | None = None
@@ -112,10 +130,13 @@ class EndEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="end"):
     time_to_first_token_s: float | None = None
     chunks: int = 0
     vectors: tuple[bytes, ...] | None = None
+    attempts: int = 1
+    failed_attempts: tuple[FailedAttempt, ...] = ()
 
 
 class ErrorEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="error"):
-    """The run failed; the caller received the original exception."""
+    """The run failed; the caller received the original exception. ``attempts`` and
+    ``failed_attempts`` as on `EndEvent`: when every attempt failed, each is listed."""
 
     kind: ClassVar[str] = "error"
     error_type: str
@@ -125,6 +146,8 @@ class ErrorEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="error"):
     stage: ErrorStage = "request"
     partial_output: BaseMessage | None = None
     duration_s: float = 0.0
+    attempts: int = 1
+    failed_attempts: tuple[FailedAttempt, ...] = ()
 
 
 Event = StartEvent | TokenEvent | EndEvent | ErrorEvent

@@ -29,6 +29,7 @@ from synthora.events import (
     ErrorEvent,
     ErrorStage,
     Event,
+    FailedAttempt,
     StartEvent,
     TokenEvent,
     Usage,
@@ -44,7 +45,9 @@ __all__ = [
     "Run",
     "ScopeFrame",
     "current_scope",
+    "note_attempt",
     "register_secret",
+    "sending",
     "service_name",
 ]
 
@@ -70,6 +73,22 @@ class ScopeFrame:
 
 
 current_scope: ContextVar[ScopeFrame | None] = ContextVar("synthora_scope", default=None)
+
+sending: ContextVar[Run | None] = ContextVar("synthora_sending", default=None)
+"""The run whose request is being sent in this context: the one `note_attempt` counts for.
+Set by the model lifecycle around a backend's request, so a wire reports the attempts its SDK
+makes without passing the run through the SDK."""
+
+
+def note_attempt(*, error_type: str | None = None, status_code: int | None = None) -> None:
+    """Count one HTTP attempt of the request being sent; a failed one with what failed.
+
+    Called from inside the SDK's retry loop, once per attempt; outside a run it does nothing.
+    """
+    run = sending.get()
+    if run is not None:
+        run.note_attempt(error_type, status_code)
+
 
 _secrets: set[str] = set()
 
@@ -119,7 +138,9 @@ class Run:
         "_envelope",
         "_first_token_ns",
         "_started_ns",
+        "attempts",
         "closed",
+        "failed_attempts",
         "node",
         "run_id",
         "sender",
@@ -142,6 +163,8 @@ class Run:
         self.run_id = new_run_id()
         self.seq = 0
         self.tokens = 0
+        self.attempts = 0
+        self.failed_attempts: tuple[FailedAttempt, ...] = ()
         self.closed = False
         self._closing = threading.Lock()
         self._closed_sent = False
@@ -168,6 +191,15 @@ class Run:
         self._first_token_ns: int | None = None
 
     # -- building events (no I/O) ----------------------------------------------------------
+
+    def note_attempt(self, error_type: str | None, status_code: int | None) -> None:
+        """One more HTTP attempt; `error_type` says how it failed, None that it did not."""
+        self.attempts += 1
+        if error_type is not None:
+            failed = FailedAttempt(
+                ts=time.time_ns(), error_type=error_type, status_code=status_code
+            )
+            self.failed_attempts += (failed,)
 
     def start(self, **payload: Any) -> StartEvent:
         return StartEvent(seq=self._next_seq(), ts=time.time_ns(), **self._envelope, **payload)
@@ -222,6 +254,8 @@ class Run:
             ),
             chunks=self.tokens,
             vectors=vectors,
+            attempts=max(self.attempts, 1),
+            failed_attempts=self.failed_attempts,
             **self._envelope,
         )
 
@@ -246,6 +280,8 @@ class Run:
             stage=stage,
             partial_output=partial,
             duration_s=(time.perf_counter_ns() - self._started_ns) / 1e9,
+            attempts=max(self.attempts, 1),
+            failed_attempts=self.failed_attempts,
             **self._envelope,
         )
 

@@ -54,6 +54,11 @@ SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 ERROR_TYPE: Final = "error.type"
 
+# -- HTTP: a failed attempt of a run's request ---------------------------------------------
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+HTTP_REQUEST_RESEND_COUNT: Final = "http.request.resend_count"
+"""Set on a resent attempt only (0 would be the first send), as the HTTP conventions ask."""
+
 # -- Synthora's own ------------------------------------------------------------------------
 SYNTHORA_RUN_ID: Final = "synthora.run_id"
 SYNTHORA_PARENT_RUN_ID: Final = "synthora.parent_run_id"
@@ -64,6 +69,8 @@ SYNTHORA_INTERRUPTED: Final = "synthora.interrupted"
 SYNTHORA_TRUNCATED: Final = "synthora.truncated"
 SYNTHORA_REPLAYED: Final = "synthora.replayed"
 SYNTHORA_ERROR_STAGE: Final = "synthora.error.stage"
+EVENT_ATTEMPT_FAILED: Final = "synthora.attempt.failed"
+"""A span event per failed HTTP attempt of the run (retried by the SDK, or the last one)."""
 
 # -- metrics, with the buckets the conventions recommend -----------------------------------
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"

@@ -11,6 +11,9 @@ With ``EVENT_ONLY`` / ``SPAN_AND_EVENT`` content capture, a model run's conversa
 out as one ``gen_ai.client.inference.operation.details`` log record (an OpenTelemetry event),
 emitted in the run span's context when the run ends.
 
+Each HTTP attempt of the run's request that failed (the SDK retries some) is a span event,
+``synthora.attempt.failed``, with its status code and ``error.type``, at the time it failed.
+
 Nothing happens per token. The number of chunks a run streamed is its end event's ``seq`` minus
 one (only tokens lie between start and end), so ``time_per_output_chunk`` is recorded once per
 run, as the mean gap between chunks.
@@ -26,7 +29,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from synthora import __version__, bus
-from synthora.events import EndEvent, ErrorEvent, StartEvent
+from synthora.events import EndEvent, ErrorEvent, FailedAttempt, StartEvent
 from synthora.runs import INTERRUPTED, TRUNCATED
 from synthora.telemetry import semconv as sc
 from synthora.telemetry.content import CaptureMode, capped_json, input_content, output_content
@@ -166,6 +169,7 @@ class SpanSubscriber:
         if run is None:
             return
         span = run.span
+        _add_failed_attempts(span, event.failed_attempts)
         if event.finish_reason == INTERRUPTED:
             span.set_attribute(sc.SYNTHORA_INTERRUPTED, True)
         elif event.finish_reason == TRUNCATED:  # not an error: the caller got no exception
@@ -190,6 +194,7 @@ class SpanSubscriber:
         if run is None:
             return
         span = run.span
+        _add_failed_attempts(span, event.failed_attempts)
         span.set_attributes({sc.ERROR_TYPE: event.error_type, sc.SYNTHORA_ERROR_STAGE: event.stage})
         span.add_event(
             "exception",
@@ -299,6 +304,17 @@ def _histograms(meter: metrics.Meter) -> Callable[[str, str, str, Sequence[float
         )
 
     return histogram
+
+
+def _add_failed_attempts(span: Span, failed: tuple[FailedAttempt, ...]) -> None:
+    """A span event per failed attempt, named with the HTTP conventions' attributes."""
+    for resends, attempt in enumerate(failed):
+        attributes: dict[str, Any] = {sc.ERROR_TYPE: attempt.error_type}
+        if attempt.status_code is not None:
+            attributes[sc.HTTP_RESPONSE_STATUS_CODE] = attempt.status_code
+        if resends:
+            attributes[sc.HTTP_REQUEST_RESEND_COUNT] = resends
+        span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes, timestamp=attempt.ts)
 
 
 def _key(run_id: str, replayed: bool) -> str:

@@ -5,24 +5,31 @@ from __future__ import annotations
 import datetime
 import enum
 import json
+import math
 
 import msgspec
 import openai
 import pydantic
 import pytest
+from test_custom_backend import EchoBackend
+from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
-from support import API_KEY
+from support import AGENT, API_KEY
 from synthora import (
     ConfigurationError,
     InvalidRequestError,
     MessageTypeError,
+    Node,
+    NodeType,
     OpenAIChatBackend,
     OpenAICompletionBackend,
     event_from_dict,
     user,
 )
 from synthora.events import StartEvent
-from synthora.storage import EventLog
+from synthora.models import AnthropicBackend, OpenAIEmbeddingBackend, OpenAIResponsesBackend
+from synthora.storage import EventLog, ReplayBackend
+from synthora.telemetry import CaptureMode
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -51,6 +58,168 @@ def test_bad_messages_fail_before_any_request(make_backend, server, events, bad,
         backend.run(bad)
     assert len(server.requests) == sent
     assert events == []
+
+
+TOOL_WITH_A_SET = {
+    "type": "function",
+    "function": {"name": "pick", "parameters": {"type": "string", "enum": {"a", "b"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "ask", "match"),
+    [
+        pytest.param(
+            OpenAIChatBackend,
+            {"temperature": math.nan},
+            "hi",
+            r"parameter 'temperature' is nan",
+            id="nan-in-config",
+        ),
+        pytest.param(
+            OpenAIResponsesBackend,
+            {"top_p": math.inf},
+            "hi",
+            r"parameter 'top_p' is inf",
+            id="infinity-in-config",
+        ),
+        pytest.param(
+            OpenAIChatBackend,
+            {"tools": [TOOL_WITH_A_SET]},
+            "hi",
+            r"parameter 'tools'\[0\]\['function'\]\['parameters'\]\['enum'\] is of type set",
+            id="tool-schema-with-a-set",
+        ),
+        pytest.param(
+            OpenAIChatBackend,
+            {},
+            [user("fine"), user("broken \ud800 text")],
+            r"message 1 content has a lone surrogate '\\ud800' at index 7",
+            id="surrogate-in-a-message",
+        ),
+        pytest.param(
+            OpenAICompletionBackend,
+            {},
+            "a prompt \udfff",
+            r"prompt has a lone surrogate",
+            id="surrogate-in-a-prompt",
+        ),
+        pytest.param(
+            OpenAIEmbeddingBackend,
+            {},
+            ["ok", "not \udc00 ok"],
+            r"prompt\[1\] has a lone surrogate",
+            id="surrogate-in-a-text-to-embed",
+        ),
+        pytest.param(
+            OpenAIChatBackend,
+            {"metadata": {"raw": b"bytes"}},
+            "hi",
+            r"parameter 'metadata'\['raw'\] is of type bytes",
+            id="bytes-in-config",
+        ),
+    ],
+)
+def test_input_the_sdk_cannot_encode_is_refused_before_the_run(
+    log,
+    make_backend,
+    server,
+    model,
+    events,
+    receiver,  # noqa: F811 - the fixture
+    cls,
+    config,
+    ask,
+    match,
+):
+    """What JSON cannot carry raises InvalidRequestError (a ValueError) naming the field, before
+    anything happens: no request, no event, no span, nothing stored."""
+    backend = make_backend(cls, config=config)
+    tracing = Tracing(receiver, CaptureMode.NO_CONTENT)
+    try:
+        with pytest.raises(InvalidRequestError, match=match) as refused:
+            backend.run(ask)
+        spans = tracing.spans()
+    finally:
+        tracing.close()
+    assert isinstance(refused.value, ValueError)
+    assert "the request was not sent" in str(refused.value)
+    assert [r for r in server.requests if r.body.get("model") == model] == []
+    assert (events, spans) == ([], [])
+    log.flush()
+    assert list(log.runs()) == []
+
+
+async def test_anthropic_refuses_what_it_cannot_encode(server, events):
+    """The Messages wire refuses the same input the same way, run or async_run."""
+    backend = AnthropicBackend.default(
+        "claude", api_key=API_KEY, base_url=server.base_url.removesuffix("/v1")
+    )
+    with pytest.raises(InvalidRequestError, match="parameter 'temperature' is nan"):
+        backend.run("hi", temperature=math.nan)
+    with pytest.raises(InvalidRequestError, match="message 0 content has a lone surrogate"):
+        await backend.async_run("\ud83d")
+    backend.client.close()
+    await backend.async_client.close()
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        pytest.param({"model_type": None}, r"needs model_type.*got None", id="no-model"),
+        pytest.param({"model_type": ""}, r"needs model_type.*got ''", id="empty-model"),
+        pytest.param({"model_type": 4}, r"needs model_type.*got 4", id="model-not-a-string"),
+        pytest.param(
+            {"model_type": "m", "source": "assistant"},
+            r"source must be a Node.*got 'assistant'",
+            id="source-not-a-node",
+        ),
+        pytest.param(
+            {"model_type": "m", "source": Node(name=None, type=NodeType.AGENT)},  # type: ignore[arg-type]
+            r"source must be a Node with a name",
+            id="source-without-a-name",
+        ),
+        pytest.param(
+            {"model_type": "m", "source": AGENT.child("step", "tool")},  # type: ignore[arg-type]
+            r"source must be a Node with a name and a NodeType",
+            id="source-type-not-a-node-type",
+        ),
+        pytest.param(
+            {"model_type": "m", "name": 7}, r"name must be a string", id="name-not-a-string"
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "cls",
+    [
+        OpenAIChatBackend,
+        OpenAICompletionBackend,
+        OpenAIResponsesBackend,
+        OpenAIEmbeddingBackend,
+        AnthropicBackend,
+    ],
+)
+def test_a_backend_that_cannot_name_its_runs_is_refused_when_built(cls, options, match):
+    """A model of None (or empty, or not a string), a source or name of the wrong kind: a
+    ConfigurationError naming the parameter when the backend is built, not SQL errors once
+    its first run is stored."""
+    with pytest.raises(ConfigurationError, match=match):
+        cls.default(**options, api_key=API_KEY, base_url="http://127.0.0.1:9")
+
+
+def test_every_constructor_checks_what_names_its_runs(server, tmp_path):
+    """Built directly, or as a user's own backend, the same checks hold; a ReplayBackend's
+    model_type "" still means any recorded model."""
+    client = openai.OpenAI(api_key=API_KEY, base_url=server.base_url)
+    async_client = openai.AsyncOpenAI(api_key=API_KEY, base_url=server.base_url)
+    with pytest.raises(ConfigurationError, match="OpenAIChatBackend needs model_type"):
+        OpenAIChatBackend(model_type=None, client=client, async_client=async_client)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="EchoBackend needs model_type"):
+        EchoBackend(model_type=None, source=AGENT)  # type: ignore[arg-type]
+    with EventLog(f"sqlite:///{tmp_path / 'replay.db'}") as log:
+        assert ReplayBackend(log).model_type == ""
+    client.close()
 
 
 def test_completion_refuses_a_conversation(make_backend):

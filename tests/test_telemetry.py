@@ -160,7 +160,8 @@ def test_completion_span(tracing, make_backend, model):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["no-stream", "stream"])
 def test_http_error_span(tracing, make_backend, stream):
-    """A failed run's span has status ERROR, error.type and the exception as an event."""
+    """A failed run's span has status ERROR, error.type and the exception as an event, after
+    its one failed attempt."""
     backend = make_backend(
         behaviour=Behaviour(status=503, error_message="overloaded"), stream=stream
     )
@@ -169,7 +170,11 @@ def test_http_error_span(tracing, make_backend, stream):
     (span,) = tracing.spans()
     assert span.status_code == STATUS_ERROR
     assert span.attributes["error.type"] == "InternalServerError"
-    ((name, details),) = span.events
+    (attempt, (name, details)) = span.events
+    assert attempt == (
+        "synthora.attempt.failed",
+        {"error.type": "503", "http.response.status_code": 503},
+    )
     assert name == "exception"
     assert "overloaded" in details["exception.message"]
 

@@ -22,12 +22,13 @@ import msgspec
 import pytest
 from sqlalchemy import make_url
 from tcp_proxy import TCPProxy
+from test_custom_backend import EchoBackend
 from test_storage import sqlite_write_lock
 from test_storage_processes import assert_complete, worker
 
+from support import AGENT
 from synthora import Node, NodeType, bus, user
 from synthora.events import EndEvent, Event, StartEvent, TokenEvent
-from synthora.messages import BaseMessage
 from synthora.storage import EventLog
 from synthora.storage.codec import batch_rows
 from synthora.storage.engines import safe_url
@@ -75,17 +76,17 @@ def emit(*events: Event) -> None:
 
 
 def test_unencodable_content_is_stored_as_its_repr(log, make_backend):
-    """Message content msgspec cannot encode: the caller gets the SDK's TypeError, the start is
-    stored with the value's repr, and the writer goes on."""
+    """Message content msgspec cannot encode (the SDK wires refuse it before the run; a backend
+    sending no JSON takes it): the start is stored with the value's repr, and the writer goes
+    on."""
     opaque = object()
-    with pytest.raises(TypeError):
-        make_backend().run([BaseMessage(role=user("x").role, content=opaque)])
-    (failed,) = log.runs()
-    assert failed.status == "error"
-    start = next(log.events(failed.run_id))
+    EchoBackend(model_type="echo-1", source=AGENT).run([user([{"type": "text", "text": opaque}])])
+    (run,) = log.runs()
+    assert run.status == "ok"
+    start = next(log.events(run.run_id))
     assert isinstance(start, StartEvent)
     assert start.messages is not None
-    assert start.messages[0].content == repr(opaque)
+    assert start.messages[0].content == [{"type": "text", "text": repr(opaque)}]
     assert_writer_still_works(log, make_backend)
     assert log.health().set_aside == 0
 

@@ -24,6 +24,7 @@ from typing import Any, Self
 
 from synthora.errors import ConfigurationError
 from synthora.messages import BaseMessage, ToolCall, assistant
+from synthora.models.attempts import counting_anthropic_attempts
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
     MESSAGES_FINISH_REASONS,
@@ -66,6 +67,7 @@ class AnthropicBackend(BaseModelBackend):
     backend_type = ModelBackendType.ANTHROPIC_MESSAGES
     provider = "anthropic"
     operation = "chat"
+    sends_json = True
 
     def __init__(
         self,
@@ -83,7 +85,7 @@ class AnthropicBackend(BaseModelBackend):
         super().__init__(
             model_type=model_type,
             source=source,
-            config=dict(config or {}),
+            config=config,
             name=name,
             handlers=handlers,
             stream=stream,
@@ -92,6 +94,13 @@ class AnthropicBackend(BaseModelBackend):
         self.client = client
         self.async_client = async_client
         self._anthropic = _sdk()
+        connection_error = self._anthropic.APIConnectionError
+        self._counted = counting_anthropic_attempts(
+            client, is_async=False, connection_error=connection_error
+        )
+        self._async_counted = counting_anthropic_attempts(
+            async_client, is_async=True, connection_error=connection_error
+        )
         self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
 
@@ -116,6 +125,7 @@ class AnthropicBackend(BaseModelBackend):
         `api_key` and `base_url` fall back to ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``;
         the base URL is the server's root, as the anthropic SDK takes it (no ``/v1``).
         """
+        cls._check_identity(model_type, source, name, config)
         anthropic = _sdk()
         api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:
@@ -145,20 +155,20 @@ class AnthropicBackend(BaseModelBackend):
     # -- the wire ------------------------------------------------------------------------------
 
     def _generate(self, request: ModelRequest) -> ModelReply:
-        return _reply(self.client.messages.create(**self._sdk_request(request)))
+        return _reply(self._counted.messages.create(**self._sdk_request(request)))
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return _reply(await self.async_client.messages.create(**self._sdk_request(request)))
+        return _reply(await self._async_counted.messages.create(**self._sdk_request(request)))
 
     def _open_stream(self, run: Run, request: ModelRequest) -> Source:
-        streaming = self.client.messages.with_streaming_response
+        streaming = self._counted.messages.with_streaming_response
         response = streaming.create(**self._sdk_request(request), stream=True).__enter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
         source = SSESource(response, state)
         return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
-        streaming = self.async_client.messages.with_streaming_response
+        streaming = self._async_counted.messages.with_streaming_response
         response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
         source = AsyncSSESource(response, state)

@@ -24,7 +24,7 @@ hooks still serves ``async_run``: its sync hooks run in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Self, assert_never
 
 import anyio
@@ -32,11 +32,12 @@ from blinker import Signal
 
 from synthora import bus
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
+from synthora.errors import ConfigurationError
 from synthora.events import EVENT_KINDS, Event, EventKind
 from synthora.messages import MessageChunk, MessageInput, coerce_messages
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
-from synthora.models.request import event_params, register_credentials
+from synthora.models.request import check_json_request, event_params, register_credentials
 from synthora.models.streams import (
     AsyncDeltaSource,
     AsyncRunStream,
@@ -46,7 +47,7 @@ from synthora.models.streams import (
     Source,
 )
 from synthora.models.vectors import pack
-from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, service_name
+from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, sending, service_name
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
@@ -85,18 +86,24 @@ class BaseModelBackend:
     """The operation a run performs (``gen_ai.operation.name``)."""
     backend_type: str = ""
     """The wire this backend speaks, as the log records it; the class name when empty."""
+    requires_model: bool = True
+    """Whether `model_type` must name a model; `ReplayBackend` takes "" for any model."""
+    sends_json: bool = False
+    """Whether requests go out as JSON (the SDK wires do): a request JSON cannot carry (NaN, a
+    lone surrogate, a set) is then refused, naming the field, before its run starts."""
 
     def __init__(
         self,
         *,
         model_type: str,
         source: Node,
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
         name: str | None = None,
         handlers: Iterable[CallBackHandler] = (),
         stream: bool = False,
         durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
+        self._check_identity(model_type, source, name, config)
         self.model_type = model_type
         self.source = source
         self.config: dict[str, Any] = dict(config or {})
@@ -112,6 +119,42 @@ class BaseModelBackend:
     def default(cls, *args: Any, **kwargs: Any) -> Self:
         """The usual way to build this backend; see each subclass for its options."""
         raise NotImplementedError(f"{cls.__name__} has no default() factory")
+
+    @classmethod
+    def _check_identity(
+        cls, model_type: object, source: object, name: object, config: object
+    ) -> None:
+        """Refuse, when the backend is built, what names its runs wrongly: every event and
+        stored row carries the model and the node, and a model of None or a source that is
+        not a `Node` would fail only when the first run is stored."""
+        if not isinstance(model_type, str) or (cls.requires_model and not model_type.strip()):
+            raise ConfigurationError(
+                f"{cls.__name__} needs model_type, the name of the model to run (a non-empty "
+                f"string); got {model_type!r}"
+            )
+        node: object = source
+        while node is not None:
+            if not (
+                isinstance(node, Node)
+                and isinstance(node.name, str)
+                and node.name
+                and isinstance(node.type, NodeType)
+            ):
+                raise ConfigurationError(
+                    f"{cls.__name__}'s source must be a Node with a name and a NodeType, and so "
+                    "must its parents (for example Node(name='assistant', type=NodeType.AGENT)); "
+                    f"got {node!r}"
+                )
+            node = node.parent
+        if name is not None and not isinstance(name, str):
+            raise ConfigurationError(
+                f"{cls.__name__}'s name must be a string (the model node's name); "
+                f"got {type(name).__name__}"
+            )
+        if config is not None and not isinstance(config, Mapping):
+            raise ConfigurationError(
+                f"config must be a mapping of request parameters, got {type(config).__name__}"
+            )
 
     @property
     def node(self) -> Node:
@@ -160,16 +203,26 @@ class BaseModelBackend:
     def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
         """The reply `BaseMessage`; with `stream` on, a `RunStream` of `MessageChunk`; for an
         embeddings backend, one vector per text."""
-        return self._run(self._request(messages, params))
+        return self._run(self._checked_request(messages, params))
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
     ) -> Any:
-        return await self._arun(self._request(messages, params))
+        return await self._arun(self._checked_request(messages, params))
+
+    def _checked_request(
+        self, messages: MessageInput | Iterable[MessageInput], params: dict[str, Any]
+    ) -> ModelRequest:
+        """The run's request, refused before anything is emitted if it cannot be sent."""
+        request = self._request(messages, params)
+        if self.sends_json:
+            check_json_request(request)
+        return request
 
     def _run(self, request: ModelRequest) -> Any:
         run = self._new_run(request)
         run.emit(run.start(**self._start_payload(request)))
+        sending_run = sending.set(run)
         try:
             if request.stream:
                 return RunStream(run, self._open_stream(run, request))
@@ -177,6 +230,8 @@ class BaseModelBackend:
         except BaseException as exc:
             run.emit(_request_failed(run, exc))
             raise
+        finally:
+            sending.reset(sending_run)
         for event in _reply_events(run, reply):
             run.emit(event)
         return self._result(reply)
@@ -184,6 +239,7 @@ class BaseModelBackend:
     async def _arun(self, request: ModelRequest) -> Any:
         run = self._new_run(request)
         await run.emit_async(run.start(**self._start_payload(request)))
+        sending_run = sending.set(run)
         try:
             if request.stream:
                 return AsyncRunStream(run, await self._aopen_stream(run, request))
@@ -191,6 +247,8 @@ class BaseModelBackend:
         except BaseException as exc:
             await run.emit_async(_request_failed(run, exc))
             raise
+        finally:
+            sending.reset(sending_run)
         for event in _reply_events(run, reply):
             await run.emit_async(event)
         return self._result(reply)

@@ -27,6 +27,7 @@ import openai
 
 from synthora.errors import ConfigurationError, ResponseError
 from synthora.messages import BaseMessage, MessageInput, assistant, prompt_of
+from synthora.models.attempts import counting_openai_attempts
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
     ChatStreamState,
@@ -76,6 +77,7 @@ class OpenAIChatBackend(BaseModelBackend):
     backend_type = ModelBackendType.OPENAI_CHAT
     provider = "openai"
     operation = "chat"
+    sends_json = True
     _state_type: type[StreamState] = ChatStreamState
     _reply_type: type[openai.BaseModel] = openai.types.chat.ChatCompletion
     _asks_stream_usage = True  # stream_options.include_usage, which some servers refuse
@@ -94,14 +96,10 @@ class OpenAIChatBackend(BaseModelBackend):
         stream_usage: bool = True,
         durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
-        if config is not None and not isinstance(config, Mapping):
-            raise ConfigurationError(
-                f"config must be a mapping of request parameters, got {type(config).__name__}"
-            )
         super().__init__(
             model_type=model_type,
             source=source,
-            config=dict(config or {}),
+            config=config,
             name=name,
             handlers=handlers,
             stream=stream,
@@ -109,6 +107,8 @@ class OpenAIChatBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
+        self._counted = counting_openai_attempts(client)
+        self._async_counted = counting_openai_attempts(async_client)
         self.stream_usage = stream_usage
         self._base_url = str(client.base_url)
         self._server = sdk_clients_server(client, async_client)
@@ -136,6 +136,7 @@ class OpenAIChatBackend(BaseModelBackend):
         `api_key` and `base_url` fall back to ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``.
         `http_client` is given to the SDK client of its kind (an async client to the async one).
         """
+        cls._check_identity(model_type, source, name, config)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if callable(api_key):
             raise ConfigurationError(
@@ -174,7 +175,7 @@ class OpenAIChatBackend(BaseModelBackend):
 
     def _generate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        raw = self._resource(self.client).with_raw_response.create(**sdk)
+        raw = self._resource(self._counted).with_raw_response.create(**sdk)
         try:
             return self._reply(raw.parse())
         except UNREADABLE as error:
@@ -184,7 +185,7 @@ class OpenAIChatBackend(BaseModelBackend):
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        raw = await self._resource(self.async_client).with_raw_response.create(**sdk)
+        raw = await self._resource(self._async_counted).with_raw_response.create(**sdk)
         try:
             parsed = raw.parse()  # the SDK's raw response parses synchronously, already read
             return self._reply(await parsed if inspect.isawaitable(parsed) else parsed)
@@ -195,7 +196,7 @@ class OpenAIChatBackend(BaseModelBackend):
 
     def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         """The response's bytes, decoded as they arrive: the SDK builds no chunk objects."""
-        resource = self._resource(self.client).with_streaming_response
+        resource = self._resource(self._counted).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
         try:
             response = resource.create(**sdk).__enter__()
@@ -210,7 +211,7 @@ class OpenAIChatBackend(BaseModelBackend):
         return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
-        resource = self._resource(self.async_client).with_streaming_response
+        resource = self._resource(self._async_counted).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
         try:
             response = await resource.create(**sdk).__aenter__()

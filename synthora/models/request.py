@@ -1,5 +1,9 @@
 """Turning a backend's config into what the SDK is sent and what the start event records.
 
+A request the SDK could not encode (NaN, a lone surrogate, a set or another value JSON has no
+form for) is refused before the run starts (`check_json_request`), naming the field: the SDK
+would raise its own ``ValueError`` / ``TypeError`` only once the run had begun.
+
 The two differ on purpose. The SDK gets the config as the user wrote it, with the values JSON
 cannot carry put in their wire form (an enum's value, a date's ISO text, a pydantic object's
 dump), and a pydantic class given as ``response_format`` becomes the JSON schema the SDK's own
@@ -15,15 +19,26 @@ import base64
 import datetime
 import decimal
 import enum
+import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from openai.lib._parsing._completions import type_to_response_format_param
 
+from synthora.errors import InvalidRequestError
+from synthora.messages import BaseMessage
+from synthora.models.protocol import ModelRequest
 from synthora.runs import register_secret, scrub
 
-__all__ = ["REDACTED", "event_params", "is_secret_key", "register_credentials", "sdk_params"]
+__all__ = [
+    "REDACTED",
+    "check_json_request",
+    "event_params",
+    "is_secret_key",
+    "register_credentials",
+    "sdk_params",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -32,6 +47,18 @@ _NOT_SECRET = frozenset({"prompt_cache_key", "idempotency_key"})
 
 # Parameters that choose how Synthora calls the API, never forwarded as request fields.
 _NOT_REQUEST_FIELDS = frozenset({"model", "messages", "prompt", "stream"})
+# The SDK's own options among the parameters: not part of the JSON body.
+_SDK_OPTIONS = frozenset({"timeout", "extra_headers", "extra_query"})
+_PLAIN = frozenset({int, bool, type(None)})
+# Values the wire form (`_wire`) or the SDK turns into JSON itself (an iterator into a list).
+_SDK_ENCODES = (
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    decimal.Decimal,
+    uuid.UUID,
+    Iterator,
+)
 
 
 def is_secret_key(key: str) -> bool:
@@ -69,6 +96,102 @@ def register_credentials(*mappings: Any) -> None:
 def sdk_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments for the SDK's ``create``, minus those the backend sets itself."""
     return {key: _wire(value) for key, value in config.items() if key not in _NOT_REQUEST_FIELDS}
+
+
+def check_json_request(request: ModelRequest) -> None:
+    """Raise `InvalidRequestError` naming the first field of `request` that JSON, and so the
+    SDK, cannot carry: a float that is not finite, a string with a lone surrogate (no UTF-8
+    form), a set, bytes, or an object of no JSON type. An iterator is left to the SDK, which
+    lists it where the API takes a list, and is never consumed here."""
+    for position, message in enumerate(request.messages):
+        _refuse_unsendable(f"message {position}", _message_problem(message))
+    _refuse_unsendable("prompt", _json_problem(request.prompt))
+    for key, value in request.params.items():
+        if key not in _NOT_REQUEST_FIELDS and key not in _SDK_OPTIONS:
+            _refuse_unsendable(f"parameter {key!r}", _json_problem(value))
+
+
+def _refuse_unsendable(field: str, problem: tuple[str, str] | None) -> None:
+    if problem is not None:
+        where, what = problem
+        raise InvalidRequestError(f"{field}{where} {what}; the request was not sent")
+
+
+def _message_problem(message: BaseMessage) -> tuple[str, str] | None:
+    for name, value in (
+        ("content", message.content),
+        ("name", message.name),
+        ("tool_call_id", message.tool_call_id),
+    ):
+        problem = _json_problem(value)
+        if problem is not None:
+            return f" {name}{problem[0]}", problem[1]
+    for position, call in enumerate(message.tool_calls):
+        for name, value in (("id", call.id), ("name", call.name), ("arguments", call.arguments)):
+            problem = _json_problem(value)
+            if problem is not None:
+                return f" tool call {position} {name}{problem[0]}", problem[1]
+    return None
+
+
+def _json_problem(value: Any) -> tuple[str, str] | None:
+    """Where inside `value` JSON fails (a subscript path, "" for the value itself) and why;
+    None when it encodes. The path is built only on failure: a good request costs one walk,
+    where ASCII text, whole numbers and None (most of any request) cost no call of their own."""
+    kind = type(value)
+    if kind is str:
+        return None if value.isascii() else _text_problem(value)
+    if kind in _PLAIN:
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ("", f"is {value}, which JSON cannot encode")
+    if isinstance(value, list | tuple):
+        for position, item in enumerate(value):
+            if type(item) in _PLAIN or (type(item) is str and item.isascii()):
+                continue
+            problem = _json_problem(item)
+            if problem is not None:
+                return f"[{position}]{problem[0]}", problem[1]
+        return None
+    if isinstance(value, Mapping):
+        return _mapping_problem(value)
+    if isinstance(value, str):
+        return _json_problem(str(value))
+    if isinstance(value, int):
+        return None
+    if isinstance(value, enum.Enum):
+        return _json_problem(value.value)
+    if isinstance(value, _SDK_ENCODES) or hasattr(value, "model_dump"):
+        return None
+    if isinstance(value, type) and hasattr(value, "model_json_schema"):
+        return None
+    return "", f"is of type {type(value).__name__}, which JSON cannot encode"
+
+
+def _mapping_problem(mapping: Mapping[Any, Any]) -> tuple[str, str] | None:
+    for key, item in mapping.items():
+        if type(key) is not str or not key.isascii():
+            if isinstance(key, str):
+                key_problem = _json_problem(key)
+                if key_problem is not None:
+                    return f" key {key!r}", key_problem[1]
+            elif not (key is None or isinstance(key, int | float)):
+                return "", f"has a key of type {type(key).__name__}, which JSON cannot encode"
+        if type(item) in _PLAIN or (type(item) is str and item.isascii()):
+            continue
+        problem = _json_problem(item)
+        if problem is not None:
+            return f"[{key!r}]{problem[0]}", problem[1]
+    return None
+
+
+def _text_problem(text: str) -> tuple[str, str] | None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        bad = text[error.start]
+        return "", f"has a lone surrogate {bad!r} at index {error.start}, which UTF-8 cannot encode"
+    return None
 
 
 def event_params(params: Mapping[str, Any]) -> dict[str, Any]:

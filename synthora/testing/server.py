@@ -84,6 +84,12 @@ class Behaviour:
     headers_delay_s: float = 0.0
     # Answer every request with this HTTP status and an OpenAI error body.
     status: int | None = None
+    # Answer only the first this-many requests for the model (since `behave`) with `status`
+    # (500 if None), then as usual: a server that recovers while the client retries.
+    fail_first: int = 0
+    # Send Retry-After (as retry-after-ms) with every error status, so retrying clients wait
+    # this long instead of their own backoff.
+    retry_after_s: float | None = None
     error_message: str = "The server had an error while processing your request."
     error_type: str = "server_error"
     # Real servers send integer codes too (vLLM sends the status number).
@@ -711,11 +717,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not owner._pause(behaviour.headers_delay_s):
             self.close_connection = True
             return
-        if behaviour.status is not None:
+        status = behaviour.status
+        if behaviour.fail_first:
+            failing = owner._count_for(model) <= behaviour.fail_first
+            status = (status or 500) if failing else None
+        if status is not None:
             error = _error_body(behaviour.error_message, behaviour.error_type, behaviour.error_code)
             if kind == "messages":  # Anthropic's error shape
                 error = {"type": "error", "error": _anthropic_error(behaviour)}
-            self._send_json(behaviour.status, error)
+            retry_after = behaviour.retry_after_s
+            headers = {} if retry_after is None else {"retry-after-ms": f"{retry_after * 1000:g}"}
+            self._send_json(status, error, headers=headers)
             return
         if behaviour.reject_stream_options is not None and "stream_options" in body:
             message = "Unrecognized request argument supplied: stream_options"
@@ -790,15 +802,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send_json(
-        self, status: int, payload: dict[str, Any], content_type: str | None = None
+        self,
+        status: int,
+        payload: dict[str, Any],
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        self._send_bytes(status, json.dumps(payload).encode(), content_type)
+        self._send_bytes(status, json.dumps(payload).encode(), content_type, headers)
 
-    def _send_bytes(self, status: int, data: bytes, content_type: str | None = None) -> None:
+    def _send_bytes(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type or "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-request-id", self.request_id)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -863,6 +887,7 @@ class OpenAICompatibleServer:
         self._behaviours: dict[str, Behaviour] = {}
         self._requests: list[RecordedRequest] = []
         self._request_count = 0
+        self._model_counts: dict[str, int] = {}
         self._active = 0
         self._aborted = 0
         self._connections: set[socket.socket] = set()
@@ -930,15 +955,18 @@ class OpenAICompatibleServer:
         return f"http://{host}:{port}/v1"
 
     def behave(self, model: str, behaviour: Behaviour) -> None:
-        """Keyed by model name because that is the one field every client lets tests choose."""
+        """Keyed by model name because that is the one field every client lets tests choose.
+        The model's request count starts again, for `Behaviour.fail_first`."""
         with self._cond:
             self._behaviours[model] = behaviour
+            self._model_counts.pop(model, None)
 
     def reset(self) -> None:
         """Forget behaviours, recorded requests and the abort count, for a shared server fixture."""
         with self._cond:
             self._behaviours.clear()
             self._requests.clear()
+            self._model_counts.clear()
             self._aborted = 0
             self._cond.notify_all()
 
@@ -989,6 +1017,12 @@ class OpenAICompatibleServer:
             self._request_count += 1
             self._cond.notify_all()
             return self._request_count
+
+    def _count_for(self, model: str) -> int:
+        """How many requests for `model` have come, this one included."""
+        with self._cond:
+            count = self._model_counts[model] = self._model_counts.get(model, 0) + 1
+            return count
 
     def _behaviour_for(self, model: str) -> Behaviour:
         with self._cond:
