@@ -4,8 +4,8 @@ usage: python bench/run_all.py [--json bench-results.json] [--quick]
 
 Runs each script in its own process (stream_overhead, wires, peers, drop_in, scale, event_log,
 durable_log, replay, and dashboards when PostgreSQL answers), prints their tables as they finish,
-and writes one JSON document: the commit, the date, the Python and package versions, and each script's
-figures.
+and writes one JSON document: the commit, the date, the Python and package versions, and each
+script's figures.
 `--quick` runs every script at a small size (minutes, not tens of minutes).
 """
 
