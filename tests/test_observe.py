@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import gc
 import inspect
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,9 +24,11 @@ import pytest
 from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
 import synthora
+import synthora.telemetry
 from support import AGENT, API_KEY, Recorder
 from synthora import OpenAIChatBackend, OpenAICompletionBackend, user
 from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
+from synthora.instrumentation import SynthoraInstrumentor
 from synthora.models import AnthropicBackend, OpenAIEmbeddingBackend, OpenAIResponsesBackend
 from synthora.storage import ReplayBackend
 from synthora.telemetry import CaptureMode
@@ -418,3 +425,77 @@ def test_an_observed_call_is_a_span(receiver, observed, model, events):  # noqa:
 def test_only_sdk_clients_can_be_observed():
     with pytest.raises(synthora.ConfigurationError, match="not a dict"):
         synthora.observe({})
+
+
+INSTRUMENTED_APP = """
+import sys, openai
+client = openai.OpenAI(api_key=sys.argv[2], base_url=sys.argv[1], max_retries=0)
+messages = [{"role": "user", "content": "an unmodified program"}]
+reply = client.chat.completions.create(model="instrumented", messages=messages)
+print(reply.choices[0].message.content)
+stream = client.chat.completions.create(model="instrumented", messages=messages, stream=True)
+print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+"""
+
+
+def run_instrumented(base_url: str, endpoint: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``opentelemetry-instrument python app.py``, as a user runs it, outside the source tree."""
+    instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+    return subprocess.run(
+        [str(instrument), sys.executable, "-c", INSTRUMENTED_APP, base_url, API_KEY],
+        cwd=tempfile.gettempdir(),
+        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_opentelemetry_instrument_traces_an_unmodified_program(receiver, server):  # noqa: F811
+    receiver.reset()
+    done = run_instrumented(server.base_url, receiver.http_endpoint, OTEL_SERVICE_NAME="plain-app")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["You said: an unmodified program"] * 2
+    spans = receiver.received.wait_for_spans(2)
+    assert [(s.name, s.attributes["gen_ai.request.stream"]) for s in spans] == [
+        ("chat instrumented", False),
+        ("chat instrumented", True),
+    ]
+    assert {s.resource["service.name"] for s in spans} == {"plain-app"}
+    assert API_KEY not in done.stderr + done.stdout
+
+
+def test_disabled_instrumentation_leaves_the_program_alone(receiver, server):  # noqa: F811
+    receiver.reset()
+    done = run_instrumented(
+        server.base_url,
+        receiver.http_endpoint,
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="synthora",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["You said: an unmodified program"] * 2
+    assert receiver.received.spans == []
+
+
+def test_instrumentor_observes_clients_made_while_instrumented(server, model, receiver):  # noqa: F811
+    tracing = Tracing(receiver, CaptureMode.NO_CONTENT)
+    synthora.telemetry.uninstrument()  # the instrumentor connects the providers itself
+    instrumentor = SynthoraInstrumentor()
+    instrumentor.instrument(tracer_provider=tracing.tracer_provider)
+    try:
+        made = sdk_client(server, ENDPOINTS["chat"], False)
+        with capture_events() as events:
+            chat(made.with_options(timeout=9), model)
+    finally:
+        instrumentor.uninstrument()
+    plain = sdk_client(server, ENDPOINTS["chat"], False)
+    with capture_events() as after:
+        chat(plain, model)
+    for client in (made, plain):
+        client.close()
+    assert [e.kind for e in events] == ["start", "token", "end"]
+    assert after == []
+    (span,) = tracing.spans()
+    assert span.name == f"chat {model}"
+    tracing.close()
