@@ -406,6 +406,17 @@ def test_observed_runs_are_stored_and_replay_offline(observed, model, log, serve
     assert "".join(c.delta for c in replay.run([user(PROMPT)])) == text
 
 
+def test_attaching_the_log_twice_stores_each_event_once(observed, model, log):
+    """The `log` fixture attached it already: attaching it again, to everything or to one
+    backend, stores a run's events once (a token burst read in one piece once came out doubled)."""
+    log.attach()
+    log.attach(OpenAIChatBackend.default(model, api_key=API_KEY))
+    with capture_events() as events:
+        list(chat(observed(), model, stream=True))
+    log.flush()
+    assert list(log.events(events[0].run_id)) == events
+
+
 def test_an_observed_call_is_a_span(receiver, observed, model, events):  # noqa: F811
     tracing = Tracing(receiver, CaptureMode.NO_CONTENT)
     try:
