@@ -19,14 +19,16 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
+import httpx2
+import msgspec
 import openai
 
 from synthora.errors import ConfigurationError
-from synthora.events import Event
+from synthora.events import EndEvent, ErrorEvent, Event
 from synthora.models.anthropic_backend import AnthropicBackend
 from synthora.models.base import CallBackHandler, reply_events, request_failed
 from synthora.models.chunks import StreamState
@@ -34,8 +36,27 @@ from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBa
 from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
 from synthora.models.openai_responses import OpenAIResponsesBackend
 from synthora.models.protocol import ModelReply, ModelRequest
+from synthora.models.request import event_params
 from synthora.models.sse_stream import AsyncResponseTap, ResponseTap
+from synthora.models.vectors import unpack
+from synthora.models.wire_replies import (
+    RecordedAnswer,
+    WireReply,
+    chat_reply,
+    completion_reply,
+    embeddings_reply,
+    messages_reply,
+    responses_reply,
+)
 from synthora.runs import Run
+from synthora.storage.log import EventLog
+from synthora.storage.replay import (
+    RecordedRequests,
+    Recording,
+    ReplayedError,
+    ReplayMissError,
+    replay_input,
+)
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
@@ -47,16 +68,23 @@ Client = TypeVar("Client")
 
 _DEFAULT_SOURCE = Node(name="app", type=NodeType.AGENT)
 
-_OPENAI_ENDPOINTS: dict[str, type[OpenAIChatBackend]] = {
-    "/chat/completions": OpenAIChatBackend,
-    "/completions": OpenAICompletionBackend,
-    "/responses": OpenAIResponsesBackend,
-    "/embeddings": OpenAIEmbeddingBackend,
+Endpoints = Mapping[str, tuple[type[Any], WireReply]]
+"""An SDK's endpoints that are runs: the backend whose run each call is, and its reply's form."""
+
+_OPENAI_ENDPOINTS: Endpoints = {
+    "/chat/completions": (OpenAIChatBackend, chat_reply),
+    "/completions": (OpenAICompletionBackend, completion_reply),
+    "/responses": (OpenAIResponsesBackend, responses_reply),
+    "/embeddings": (OpenAIEmbeddingBackend, embeddings_reply),
 }
-_ANTHROPIC_ENDPOINTS: dict[str, type[AnthropicBackend]] = {"/v1/messages": AnthropicBackend}
+_ANTHROPIC_ENDPOINTS: Endpoints = {"/v1/messages": (AnthropicBackend, messages_reply)}
+
+Mode = Literal["replay", "record"]
 
 _observing: ContextVar[bool] = ContextVar("synthora_observing", default=False)
 """Set inside an observed call, so a request the SDK makes within it is not a second run."""
+_serving: ContextVar[_Served | None] = ContextVar("synthora_serving", default=None)
+"""The recorded answer the HTTP client hands back, inside a replayed call."""
 
 
 class _Wire(Protocol):
@@ -75,6 +103,8 @@ def observe(
     source: Node | None = None,
     name: str | None = None,
     handlers: Iterable[CallBackHandler] = (),
+    replay: EventLog | None = None,
+    mode: Mode = "replay",
 ) -> Client:
     """Observe every model call made through `client` (and the clients its ``with_options``
     makes): each one becomes a run with the events, spans and log entries the matching backend's
@@ -84,29 +114,40 @@ def observe(
     ``anthropic.Anthropic``/``AsyncAnthropic``. Runs are nodes ``model:<name>`` under `source`
     (default ``agent:app``), `name` defaulting to the provider (``openai``, ``anthropic``);
     `handlers` hear this client's runs only. Observing a client twice changes nothing.
+
+    With `replay`, calls are answered from that log without opening a connection: an identical
+    request (the same input, tools, model and answer-changing parameters), recorded by a backend
+    or an observed client, gets the recorded answer served as its endpoint's reply, so the SDK
+    parses it into its own objects; identical requests take their recorded runs in order. A
+    request no run answers raises `ReplayMissError` naming the closest recorded one and how it
+    differs; with ``mode="record"`` it goes to the server instead, and the log, if attached,
+    records its run for next time.
     """
     if getattr(client, "_synthora_observer", None) is not None:
         return client
-    endpoints, provider, unset = _endpoints_of(client)
+    if mode not in ("replay", "record"):
+        raise ConfigurationError(f"mode must be 'replay' or 'record', not {mode!r}")
+    endpoints, provider, sdk = _endpoints_of(client)
     observer = _Observer(
         client,
         endpoints=endpoints,
-        unset=unset,
+        sdk=sdk,
         source=source or _DEFAULT_SOURCE,
         name=name or provider,
         handlers=handlers,
+        replay=None if replay is None else _Replay(replay, mode),
     )
     _install(client, observer)
     return client
 
 
-def _endpoints_of(client: object) -> tuple[Mapping[str, type[Any]], str, tuple[type, ...]]:
-    """The endpoints `client`'s SDK serves as runs, its provider, and its "not given" types."""
+def _endpoints_of(client: object) -> tuple[Endpoints, str, Any]:
+    """The endpoints `client`'s SDK serves as runs, its provider, and the SDK's module."""
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
-        return _OPENAI_ENDPOINTS, "openai", (openai.NotGiven, openai.Omit)
+        return _OPENAI_ENDPOINTS, "openai", openai
     anthropic = sys.modules.get("anthropic")
     if anthropic is not None and isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic):
-        return _ANTHROPIC_ENDPOINTS, "anthropic", (anthropic.NotGiven, anthropic.Omit)
+        return _ANTHROPIC_ENDPOINTS, "anthropic", anthropic
     raise ConfigurationError(
         f"synthora.observe() takes an openai.OpenAI/AsyncOpenAI or anthropic.Anthropic/"
         f"AsyncAnthropic client, not a {type(client).__name__}"
@@ -120,27 +161,32 @@ class _Observer:
         self,
         client: Any,
         *,
-        endpoints: Mapping[str, type[Any]],
-        unset: tuple[type, ...],
+        endpoints: Endpoints,
+        sdk: Any,
         source: Node,
         name: str,
         handlers: Iterable[CallBackHandler],
+        replay: _Replay | None,
     ) -> None:
         self.client = client
         self.source = source
         self.name = name
         self.handlers = tuple(handlers)
+        self.replay = replay
         self._endpoints = endpoints
-        self._unset = unset
+        self._sdk = sdk
+        self._unset = (sdk.NotGiven, sdk.Omit)
         self._backends: dict[str, Any] = {}
 
     def open(self, options: Any, stream: bool) -> _Call | None:
-        """The run of this call with its start event, not yet emitted; None for a call that is
-        not a model run (another endpoint, or one inside an observed call)."""
+        """The run of this call with its start event, not yet emitted, and its recorded answer
+        when replaying; None for a call that is not a model run (another endpoint, or one inside
+        an observed call). A replay miss raises here, before anything is emitted."""
         path, body = options.url, options.json_data
-        kind = self._endpoints.get(path) if isinstance(path, str) else None
-        if kind is None or not isinstance(body, Mapping) or _observing.get():
+        endpoint = self._endpoints.get(path) if isinstance(path, str) else None
+        if endpoint is None or not isinstance(body, Mapping) or _observing.get():
             return None
+        kind, reply = endpoint
         extra = getattr(options, "extra_json", None)
         if isinstance(extra, Mapping):  # extra_body=: sent in the body, so part of the request
             body = {**body, **extra}
@@ -152,8 +198,24 @@ class _Observer:
         except Exception:
             logger.debug("synthora: a %s request it cannot read is sent unobserved", path)
             return None
+        served = None
+        if self.replay is not None:
+            served = self.replay.answer(backend.operation, request, body, reply, self._sdk)
         run = backend._new_run(request)
-        return _Call(backend, run, run.start(**backend._start_payload(request)), stream)
+        return _Call(backend, run, run.start(**backend._start_payload(request)), stream, served)
+
+    def of_copy(self, client: Any) -> _Observer:
+        """The observer of a copy of this client (``with_options``): its runs are alike, and a
+        replay goes on in the same recorded order."""
+        return _Observer(
+            client,
+            endpoints=self._endpoints,
+            sdk=self._sdk,
+            source=self.source,
+            name=self.name,
+            handlers=self.handlers,
+            replay=self.replay,
+        )
 
     def _backend(self, path: str, kind: type[Any]) -> Any:
         backend = self._backends.get(path)
@@ -173,13 +235,16 @@ class _Observer:
 class _Call:
     """One observed call's run: its start, then its reply or its stream's tap."""
 
-    __slots__ = ("backend", "run", "start", "stream")
+    __slots__ = ("backend", "run", "served", "start", "stream")
 
-    def __init__(self, backend: _Wire, run: Run, start: Event, stream: bool) -> None:
+    def __init__(
+        self, backend: _Wire, run: Run, start: Event, stream: bool, served: _Served | None
+    ) -> None:
         self.backend = backend
         self.run = run
         self.start = start
         self.stream = stream
+        self.served = served
 
     def reply_events(self, parsed: Any) -> list[Event | None]:
         """The SDK's parsed reply as the run's closing events (an error if it cannot be read:
@@ -200,21 +265,22 @@ class _Call:
 
 
 def _install(client: Any, observer: _Observer) -> None:
-    """Wrap `client`'s ``request`` (and make its copies observed too), on this instance only."""
+    """Wrap `client`'s ``request`` (and make its copies observed too), on this instance only;
+    when replaying, its HTTP client's ``send`` too, which hands back the recorded answer."""
     send = client.request
-    if inspect.iscoroutinefunction(send):
-        client.request = _async_request(send, observer)
-    else:
-        client.request = _sync_request(send, observer)
+    asynchronous = inspect.iscoroutinefunction(send)
+    wrap = _async_request if asynchronous else _sync_request
+    client.request = wrap(send, observer)
+    if observer.replay is not None:
+        http = client._client
+        http.send = (_async_serving if asynchronous else _sync_serving)(http.send)
     copy = client.copy
 
     def observed_copy(*args: Any, **kwargs: Any) -> Any:
-        return observe(
-            copy(*args, **kwargs),
-            source=observer.source,
-            name=observer.name,
-            handlers=observer.handlers,
-        )
+        made = copy(*args, **kwargs)
+        if getattr(made, "_synthora_observer", None) is None:
+            _install(made, observer.of_copy(made))
+        return made
 
     client.copy = client.with_options = observed_copy
     client._synthora_observer = observer
@@ -227,13 +293,16 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
             return send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         run.emit(call.start)
-        inside = _observing.set(True)
+        inside, serving = _observing.set(True), _serving.set(call.served)
         try:
+            if call.served is not None and call.served.exception is not None:
+                raise call.served.exception
             result = send(cast_to, options, stream=stream, stream_cls=stream_cls)
         except BaseException as exc:
             run.emit(request_failed(run, exc))
             raise
         finally:
+            _serving.reset(serving)
             _observing.reset(inside)
         if stream:
             call.tap(result, ResponseTap)
@@ -255,13 +324,16 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
             return await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         await run.emit_async(call.start)
-        inside = _observing.set(True)
+        inside, serving = _observing.set(True), _serving.set(call.served)
         try:
+            if call.served is not None and call.served.exception is not None:
+                raise call.served.exception
             result = await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         except BaseException as exc:
             await run.emit_async(request_failed(run, exc))
             raise
         finally:
+            _serving.reset(serving)
             _observing.reset(inside)
         if stream:
             call.tap(result, AsyncResponseTap)
@@ -274,6 +346,144 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
         return result
 
     return request
+
+
+def _sync_serving(send: Callable[..., Any]) -> Callable[..., Any]:
+    def serving(request: httpx2.Request, **kwargs: Any) -> Any:
+        served = _serving.get()
+        return send(request, **kwargs) if served is None else served.response(request)
+
+    return serving
+
+
+def _async_serving(send: Callable[..., Any]) -> Callable[..., Any]:
+    async def serving(request: httpx2.Request, **kwargs: Any) -> Any:
+        served = _serving.get()
+        return await send(request, **kwargs) if served is None else served.response(request)
+
+    return serving
+
+
+# -- replay: recorded runs served as the wire's own replies -----------------------------------
+
+
+class _Replay:
+    """A log to answer from: one matcher per operation, shared by a client and its copies."""
+
+    def __init__(self, log: EventLog, mode: Mode) -> None:
+        self.log = log
+        self.mode = mode
+        self._matchers: dict[str, RecordedRequests] = {}
+
+    def answer(
+        self,
+        operation: str,
+        request: ModelRequest,
+        body: Mapping[str, Any],
+        reply: WireReply,
+        sdk: Any,
+    ) -> _Served | None:
+        """The recorded answer to `request`; None on a miss in record mode (it goes live)."""
+        matcher = self._matchers.get(operation)
+        if matcher is None:
+            matcher = RecordedRequests(self.log, operation, match_model=True, match_params=True)
+            self._matchers[operation] = matcher
+        asked = matcher.request(replay_input(request), event_params(request.params), request.model)
+        run_id = matcher.take(asked)
+        if run_id is None:
+            if self.mode == "record":
+                matcher.refresh(restart=False)  # the live run, once stored, answers next time
+                return None
+            raise ReplayMissError(matcher.explain(asked))
+        return _Served.of(Recording(list(self.log.events(run_id))), request, dict(body), reply, sdk)
+
+
+class _Served:
+    """A recorded answer as the HTTP response that gives it back, or the error to raise when
+    the recorded request never got one (a connection that failed)."""
+
+    __slots__ = ("body", "broken", "exception", "status", "stream")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        stream: bool = False,
+        broken: bool = False,
+        exception: Exception | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.stream = stream
+        self.broken = broken
+        self.exception = exception
+
+    @classmethod
+    def of(
+        cls,
+        recording: Recording,
+        request: ModelRequest,
+        body: dict[str, Any],
+        reply: WireReply,
+        sdk: Any,
+    ) -> _Served:
+        closing, start = recording.closing, recording.start
+        if isinstance(closing, ErrorEvent) and closing.stage == "request":
+            if closing.status_code is not None:
+                error = {
+                    "message": closing.message,
+                    "type": closing.error_type,
+                    "code": closing.code,
+                }
+                return cls(closing.status_code, msgspec.json.encode({"error": error}))
+            return cls(0, b"", exception=_connection_error(closing, sdk))
+        end = closing if isinstance(closing, EndEvent) else None
+        answer = RecordedAnswer(
+            model=(end.response_model if end else None) or (start.model if start else ""),
+            response_id=(end.response_id if end else None) or f"replayed-{recording.run_id}",
+            pieces=tuple(token.text for token in recording.tokens),
+            output=end.output if end else None,
+            finish_reason=end.finish_reason if end else None,
+            usage=end.usage if end else None,
+            vectors=unpack(end.vectors) if end and end.vectors is not None else None,
+        )
+        head, tail = reply(answer, request.stream, body)
+        broken = isinstance(closing, ErrorEvent)  # the stream broke after what came
+        return cls(200, head if broken else head + tail, stream=request.stream, broken=broken)
+
+    def response(self, request: httpx2.Request) -> httpx2.Response:
+        media = "text/event-stream" if self.stream else "application/json"
+        headers = {"content-type": media, "x-should-retry": "false"}
+        if self.broken:
+            return httpx2.Response(
+                self.status, headers=headers, stream=_BrokenBody(self.body), request=request
+            )
+        return httpx2.Response(self.status, headers=headers, content=self.body, request=request)
+
+
+class _BrokenBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A recorded stream that broke: what came before the break, then the break."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._data
+        raise httpx2.RemoteProtocolError("the recorded stream broke here")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._data
+        raise httpx2.RemoteProtocolError("the recorded stream broke here")
+
+
+def _connection_error(event: ErrorEvent, sdk: Any) -> Exception:
+    request = httpx2.Request("POST", "http://replay.synthora.invalid/")
+    if event.error_type == "APITimeoutError":
+        return sdk.APITimeoutError(request=request)  # type: ignore[no-any-return]
+    if event.error_type == "APIConnectionError":
+        return sdk.APIConnectionError(request=request)  # type: ignore[no-any-return]
+    return ReplayedError(f"{event.error_type}: {event.message}")
 
 
 def _is_raw(result: Any) -> bool:

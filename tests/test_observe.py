@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import inspect
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from synthora import OpenAIChatBackend, OpenAICompletionBackend, user
 from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
 from synthora.instrumentation import SynthoraInstrumentor
 from synthora.models import AnthropicBackend, OpenAIEmbeddingBackend, OpenAIResponsesBackend
-from synthora.storage import ReplayBackend
+from synthora.storage import EventLog, ReplayBackend, ReplayMissError
 from synthora.telemetry import CaptureMode
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
@@ -531,3 +532,114 @@ def test_an_observed_client_composes_with_openai_v2(server, model, receiver):  #
     tracing.close()
     assert [e.kind for e in events].count("end") == 2
     assert sorted(ours) == [(False, f"chat {model}")] * 2 + [(True, f"chat {model}")] * 2
+
+
+# -- replay: unmodified code answered from the log ----------------------------------------------
+
+
+def offline(endpoint: Endpoint, use_async: bool, log: EventLog, **options: Any) -> Any:
+    """An observed client over a log, pointed at a port nobody listens on."""
+    kind: Any
+    if endpoint.anthropic:
+        kind = anthropic.AsyncAnthropic if use_async else anthropic.Anthropic
+        url = "http://127.0.0.1:9"
+    else:
+        kind = openai.AsyncOpenAI if use_async else openai.OpenAI
+        url = "http://127.0.0.1:9/v1"
+    client = kind(api_key=API_KEY, base_url=url, max_retries=0)
+    return synthora.observe(client, source=AGENT, replay=log, **options)
+
+
+@pytest.mark.parametrize(("name", "stream", "use_async"), CALLS)
+async def test_replay_answers_unmodified_code_offline(
+    server, model, log, name, stream, use_async, monkeypatch
+):
+    """What an observed client recorded comes back, with no server and no socket, as the SDK's
+    own objects; the replayed run's events are the recorded run's."""
+    endpoint = ENDPOINTS[name]
+    live = synthora.observe(sdk_client(server, endpoint, use_async), source=AGENT)
+    with capture_events() as recorded:
+        expected = await answer(endpoint, endpoint.call(live, model, stream), stream)
+    await close(live)
+    log.flush()
+    log.detach()
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    replayed = offline(endpoint, use_async, log)
+    with capture_events() as events:
+        got = await answer(endpoint, endpoint.call(replayed, model, stream), stream)
+    assert got == expected
+    assert comparable(events) == comparable(recorded)
+
+
+def refuse_connect(self: socket.socket, address: Any) -> None:
+    raise AssertionError(f"a socket was opened to {address}")
+
+
+def test_a_backends_runs_replay_to_an_observed_client(make_backend, model, log, monkeypatch):
+    """A run recorded by `OpenAIChatBackend` answers the same request from unmodified code."""
+    backend = make_backend(stream=True)
+    text = "".join(chunk.delta for chunk in backend.run([user(PROMPT)], temperature=0.5))
+    log.flush()
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    client = offline(ENDPOINTS["chat"], False, log)
+    stream = chat(client, model, stream=True, temperature=0.5)
+    assert "".join(chat_piece(chunk) for chunk in stream) == text
+
+
+def test_a_replay_miss_names_the_closest_request(server, model, log, events):
+    client = synthora.observe(sdk_client(server, ENDPOINTS["chat"], False))
+    chat(client, model, temperature=0.5)
+    client.close()
+    log.flush()
+    replayed = offline(ENDPOINTS["chat"], False, log)
+    events.clear()
+    with pytest.raises(ReplayMissError, match="closest differs: params") as missed:
+        chat(replayed, model, temperature=0.9)
+    assert '"temperature":0.5' in str(missed.value)
+    assert events == []  # nothing is emitted for a request nobody answered
+
+
+def test_record_mode_sends_a_miss_live_and_answers_it_offline_next(server, model, log):
+    recording = offline(ENDPOINTS["chat"], False, log, mode="record").with_options(
+        base_url=server.base_url
+    )
+    first = chat(recording, model).choices[0].message.content
+    log.flush()
+    assert chat(offline(ENDPOINTS["chat"], False, log), model).choices[0].message.content == first
+
+
+def test_identical_requests_replay_in_recorded_order(server, model, log):
+    """Two identical calls answered differently are replayed in that order, then the last."""
+    client = synthora.observe(sdk_client(server, ENDPOINTS["chat"], False))
+    answers = []
+    for tokens in (("first",), ("second",)):
+        server.behave(model, Behaviour(tokens=tokens))
+        answers.append(chat(client, model).choices[0].message.content)
+    client.close()
+    log.flush()
+    replayed = offline(ENDPOINTS["chat"], False, log)
+    again = [chat(replayed, model).choices[0].message.content for _ in range(3)]
+    assert again == ["first", "second", "second"]
+
+
+def test_recorded_failures_fail_again_as_the_sdks_exceptions(server, model, log):
+    """A recorded 429 is the SDK's RateLimitError again, without a retry; a recorded broken
+    stream gives what came before the break, then the SDK's connection error."""
+    client = synthora.observe(sdk_client(server, ENDPOINTS["chat"], False))
+    server.behave(model, Behaviour(status=429, error_message="slow down"))
+    with pytest.raises(openai.RateLimitError):
+        chat(client, model)
+    server.behave(model, Behaviour(tokens=("one", " two", " three"), break_after=2))
+    with pytest.raises(openai.APIConnectionError):
+        list(chat(client, model, stream=True))
+    client.close()
+    log.flush()
+    replayed = offline(ENDPOINTS["chat"], False, log).with_options(max_retries=3)
+    with capture_events() as events, pytest.raises(openai.RateLimitError, match="slow down"):
+        chat(replayed, model)
+    pieces: list[str] = []
+    stream = chat(replayed, model, stream=True)
+    with pytest.raises(openai.APIConnectionError):
+        pieces.extend(chat_piece(chunk) for chunk in stream)
+    assert "".join(pieces) == "one two"
+    assert [e.kind for e in events] == ["start", "error"]
