@@ -643,3 +643,20 @@ def test_recorded_failures_fail_again_as_the_sdks_exceptions(server, model, log)
         pieces.extend(chat_piece(chunk) for chunk in stream)
     assert "".join(pieces) == "one two"
     assert [e.kind for e in events] == ["start", "error"]
+
+
+def test_azures_client_is_observed_on_the_same_path(server, model, log, monkeypatch):
+    """``AzureOpenAI`` shares the OpenAI client's code path (its deployment URLs are built
+    below it), so a run recorded from the OpenAI client answers it offline."""
+    live = synthora.observe(sdk_client(server, ENDPOINTS["chat"], False))
+    expected = chat(live, model).choices[0].message.content
+    live.close()
+    log.flush()
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    azure = openai.AzureOpenAI(
+        api_key=API_KEY, azure_endpoint="http://127.0.0.1:9", api_version="2024-10-21"
+    )
+    with capture_events() as events:
+        reply = chat(synthora.observe(azure, replay=log), model)
+    assert reply.choices[0].message.content == expected
+    assert [e.kind for e in events] == ["start", "token", "end"]
