@@ -19,16 +19,15 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import httpx2
-import msgspec
 import openai
 
 from synthora.errors import ConfigurationError
-from synthora.events import EndEvent, ErrorEvent, Event
+from synthora.events import Event
 from synthora.models.anthropic_backend import AnthropicBackend
 from synthora.models.base import CallBackHandler, reply_events, request_failed
 from synthora.models.chunks import StreamState
@@ -36,11 +35,8 @@ from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBa
 from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
 from synthora.models.openai_responses import OpenAIResponsesBackend
 from synthora.models.protocol import ModelReply, ModelRequest
-from synthora.models.request import event_params
 from synthora.models.sse_stream import AsyncResponseTap, ResponseTap
-from synthora.models.vectors import unpack
 from synthora.models.wire_replies import (
-    RecordedAnswer,
     WireReply,
     chat_reply,
     completion_reply,
@@ -49,16 +45,12 @@ from synthora.models.wire_replies import (
     responses_reply,
 )
 from synthora.runs import Run
-from synthora.storage.log import EventLog
-from synthora.storage.replay import (
-    RecordedRequests,
-    Recording,
-    ReplayedError,
-    ReplayMissError,
-    replay_input,
-)
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
+
+if TYPE_CHECKING:  # the event log is imported when a replay needs it, not with synthora
+    from synthora.storage.log import EventLog
+    from synthora.storage.wire_replay import Served, WireReplay
 
 __all__ = ["observe"]
 
@@ -83,7 +75,7 @@ Mode = Literal["replay", "record"]
 
 _observing: ContextVar[bool] = ContextVar("synthora_observing", default=False)
 """Set inside an observed call, so a request the SDK makes within it is not a second run."""
-_serving: ContextVar[_Served | None] = ContextVar("synthora_serving", default=None)
+_serving: ContextVar[Served | None] = ContextVar("synthora_serving", default=None)
 """The recorded answer the HTTP client hands back, inside a replayed call."""
 
 
@@ -135,7 +127,7 @@ def observe(
         source=source or _DEFAULT_SOURCE,
         name=name or provider,
         handlers=handlers,
-        replay=None if replay is None else _Replay(replay, mode),
+        replay=None if replay is None else _wire_replay(replay, mode),
     )
     _install(client, observer)
     return client
@@ -166,7 +158,7 @@ class _Observer:
         source: Node,
         name: str,
         handlers: Iterable[CallBackHandler],
-        replay: _Replay | None,
+        replay: WireReplay | None,
     ) -> None:
         self.client = client
         self.source = source
@@ -238,7 +230,7 @@ class _Call:
     __slots__ = ("backend", "run", "served", "start", "stream")
 
     def __init__(
-        self, backend: _Wire, run: Run, start: Event, stream: bool, served: _Served | None
+        self, backend: _Wire, run: Run, start: Event, stream: bool, served: Served | None
     ) -> None:
         self.backend = backend
         self.run = run
@@ -364,126 +356,10 @@ def _async_serving(send: Callable[..., Any]) -> Callable[..., Any]:
     return serving
 
 
-# -- replay: recorded runs served as the wire's own replies -----------------------------------
+def _wire_replay(log: EventLog, mode: Mode) -> WireReplay:
+    from synthora.storage.wire_replay import WireReplay  # noqa: PLC0415 - see TYPE_CHECKING
 
-
-class _Replay:
-    """A log to answer from: one matcher per operation, shared by a client and its copies."""
-
-    def __init__(self, log: EventLog, mode: Mode) -> None:
-        self.log = log
-        self.mode = mode
-        self._matchers: dict[str, RecordedRequests] = {}
-
-    def answer(
-        self,
-        operation: str,
-        request: ModelRequest,
-        body: Mapping[str, Any],
-        reply: WireReply,
-        sdk: Any,
-    ) -> _Served | None:
-        """The recorded answer to `request`; None on a miss in record mode (it goes live)."""
-        matcher = self._matchers.get(operation)
-        if matcher is None:
-            matcher = RecordedRequests(self.log, operation, match_model=True, match_params=True)
-            self._matchers[operation] = matcher
-        asked = matcher.request(replay_input(request), event_params(request.params), request.model)
-        run_id = matcher.take(asked)
-        if run_id is None:
-            if self.mode == "record":
-                matcher.refresh(restart=False)  # the live run, once stored, answers next time
-                return None
-            raise ReplayMissError(matcher.explain(asked))
-        return _Served.of(Recording(list(self.log.events(run_id))), request, dict(body), reply, sdk)
-
-
-class _Served:
-    """A recorded answer as the HTTP response that gives it back, or the error to raise when
-    the recorded request never got one (a connection that failed)."""
-
-    __slots__ = ("body", "broken", "exception", "status", "stream")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes,
-        *,
-        stream: bool = False,
-        broken: bool = False,
-        exception: Exception | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.stream = stream
-        self.broken = broken
-        self.exception = exception
-
-    @classmethod
-    def of(
-        cls,
-        recording: Recording,
-        request: ModelRequest,
-        body: dict[str, Any],
-        reply: WireReply,
-        sdk: Any,
-    ) -> _Served:
-        closing, start = recording.closing, recording.start
-        if isinstance(closing, ErrorEvent) and closing.stage == "request":
-            if closing.status_code is not None:
-                error = {
-                    "message": closing.message,
-                    "type": closing.error_type,
-                    "code": closing.code,
-                }
-                return cls(closing.status_code, msgspec.json.encode({"error": error}))
-            return cls(0, b"", exception=_connection_error(closing, sdk))
-        end = closing if isinstance(closing, EndEvent) else None
-        answer = RecordedAnswer(
-            model=(end.response_model if end else None) or (start.model if start else ""),
-            response_id=(end.response_id if end else None) or f"replayed-{recording.run_id}",
-            pieces=tuple(token.text for token in recording.tokens),
-            output=end.output if end else None,
-            finish_reason=end.finish_reason if end else None,
-            usage=end.usage if end else None,
-            vectors=unpack(end.vectors) if end and end.vectors is not None else None,
-        )
-        head, tail = reply(answer, request.stream, body)
-        broken = isinstance(closing, ErrorEvent)  # the stream broke after what came
-        return cls(200, head if broken else head + tail, stream=request.stream, broken=broken)
-
-    def response(self, request: httpx2.Request) -> httpx2.Response:
-        media = "text/event-stream" if self.stream else "application/json"
-        headers = {"content-type": media, "x-should-retry": "false"}
-        if self.broken:
-            return httpx2.Response(
-                self.status, headers=headers, stream=_BrokenBody(self.body), request=request
-            )
-        return httpx2.Response(self.status, headers=headers, content=self.body, request=request)
-
-
-class _BrokenBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
-    """A recorded stream that broke: what came before the break, then the break."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self._data
-        raise httpx2.RemoteProtocolError("the recorded stream broke here")
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._data
-        raise httpx2.RemoteProtocolError("the recorded stream broke here")
-
-
-def _connection_error(event: ErrorEvent, sdk: Any) -> Exception:
-    request = httpx2.Request("POST", "http://replay.synthora.invalid/")
-    if event.error_type == "APITimeoutError":
-        return sdk.APITimeoutError(request=request)  # type: ignore[no-any-return]
-    if event.error_type == "APIConnectionError":
-        return sdk.APIConnectionError(request=request)  # type: ignore[no-any-return]
-    return ReplayedError(f"{event.error_type}: {event.message}")
+    return WireReplay(log, mode)
 
 
 def _is_raw(result: Any) -> bool:
