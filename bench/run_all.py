@@ -2,10 +2,10 @@
 
 usage: python bench/run_all.py [--json bench-results.json] [--quick]
 
-Runs each script in its own process (stream_overhead, wires, peers, scale, event_log, durable_log,
-replay, and dashboards when PostgreSQL answers), prints their tables as they finish, and writes
-one JSON document: the commit, the date, the Python and package versions, and each script's
-figures.
+Runs each script in its own process (stream_overhead, wires, peers, drop_in, scale, event_log,
+durable_log, replay, and dashboards when PostgreSQL answers), prints their tables as they finish,
+and writes one JSON document: the commit, the date, the Python and package versions, and each
+script's figures.
 `--quick` runs every script at a small size (minutes, not tens of minutes).
 """
 
@@ -26,6 +26,7 @@ FULL: dict[str, list[str]] = {
     "stream_overhead": [],
     "wires": [],
     "peers": [],
+    "drop_in": [],
     "scale": [],
     "event_log": [],
     "durable_log": [],
@@ -35,6 +36,7 @@ QUICK: dict[str, list[str]] = {
     "stream_overhead": ["--tokens", "500", "--rounds", "3", "--plain-runs", "10"],
     "wires": ["--tokens", "500", "--rounds", "3"],
     "peers": ["--tokens", "500", "--rounds", "3"],
+    "drop_in": ["--tokens", "500", "--rounds", "3", "--plain-runs", "10"],
     "scale": ["--levels", "1,10,100", "--tokens", "20"],
     "event_log": ["--events", "50000", "--read-events", "100000", "--rounds", "3"],
     "durable_log": ["--runs", "100", "--rounds", "3"],

@@ -29,7 +29,7 @@ import openai
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from stream_overhead import NoOp, _Sink, start_server
+from stream_overhead import NoOp, OTLPSink, start_server
 
 import synthora.telemetry
 from synthora import OpenAIChatBackend
@@ -99,7 +99,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), OTLPSink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(

@@ -57,7 +57,7 @@ class NoOp(BaseCallBackHandler):
         pass
 
 
-class _Sink(BaseHTTPRequestHandler):
+class OTLPSink(BaseHTTPRequestHandler):
     """An OTLP/HTTP endpoint that accepts and discards: the exporter's real work, no collector's."""
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -132,7 +132,7 @@ def contenders(base_url: str, folder: str, stream: bool) -> list[Contender]:
         provider.add_span_processor(BatchSpanProcessor(exporter))
         return (lambda: synthora.telemetry.instrument(provider)), synthora.telemetry.uninstrument
 
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), OTLPSink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     otlp = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
     log = EventLog(f"sqlite:///{folder}/bench-{'stream' if stream else 'plain'}.db")

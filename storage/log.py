@@ -175,8 +175,15 @@ class EventLog:
     # -- subscribing ---------------------------------------------------------------------------
 
     def attach(self, backend: Any = None) -> Self:
-        """Store the runs of `backend`, or of every backend and scope when none is given."""
+        """Store the runs of `backend`, or of every backend and scope when none is given.
+
+        Attaching again what is already stored changes nothing: each event is stored once.
+        """
         sender = ANY if backend is None else backend
+        if any(attached is ANY or attached is sender for _, _, attached in self._receivers):
+            return self
+        if sender is ANY:
+            self.detach()  # the backends attached one by one are now covered by every run
         writer = self._writer
 
         def store(sender: Any, /, *, event: Event, replayed: bool = False, **_: Any) -> None:

@@ -39,7 +39,14 @@ from synthora.storage.log import EventLog
 from synthora.types.enums import ModelBackendType, NodeType
 from synthora.types.node import Node
 
-__all__ = ["ReplayBackend", "ReplayMissError", "ReplayedError"]
+__all__ = [
+    "RecordedRequests",
+    "Recording",
+    "ReplayBackend",
+    "ReplayMissError",
+    "ReplayedError",
+    "replay_input",
+]
 
 Mode = Literal["strict", "record"]
 
@@ -84,6 +91,90 @@ class _Request(msgspec.Struct, frozen=True):
         return hashlib.sha256(msgspec.json.encode(self, order="sorted")).hexdigest()
 
 
+class RecordedRequests:
+    """The requests a log's runs of one operation answered, matched to new ones.
+
+    Requests are compared by fingerprint (`_Request`): the input and tools always, the model and
+    the parameters that change the answer when asked to. Identical requests take their recorded
+    runs in recorded order, then the last one again. Thread-safe; the index is read lazily.
+    """
+
+    def __init__(
+        self, log: EventLog, operation: str, *, match_model: bool, match_params: bool
+    ) -> None:
+        self.log = log
+        self.operation = operation
+        self._match_model = match_model
+        self._match_params = match_params
+        self._index: dict[str, deque[str]] | None = None
+        self._last: dict[str, str] = {}
+        self._requests: dict[str, _Request] = {}
+        self._lock = threading.Lock()
+
+    def request(self, request_input: Any, params: dict[str, Any], model: str | None) -> _Request:
+        """A request as it is compared: `params` as the start event records them."""
+        return _Request(
+            operation=self.operation,
+            input=request_input,
+            tools=params.get("tools"),
+            model=model if self._match_model else None,
+            params={k: params[k] for k in ANSWER_PARAMETERS if k in params}
+            if self._match_params
+            else None,
+        )
+
+    def take(self, request: _Request) -> str | None:
+        """The id of the recorded run that answers `request`; None on a miss."""
+        key = request.key()
+        with self._lock:
+            index = self._recorded()
+            queue = index.get(key)
+            if queue:
+                self._last[key] = queue.popleft()
+            return self._last.get(key)
+
+    def explain(self, request: _Request) -> str:
+        """Why `request` missed: the closest recorded request and how it differs."""
+        with self._lock:
+            self._recorded()
+            recorded = list(self._requests.values())
+        if not recorded:
+            return f"the event log holds no recorded {self.operation} runs to replay"
+        closest = max(recorded, key=lambda r: _likeness(request, r))
+        return f"no recorded {self.operation} request matches; the closest differs: " + _difference(
+            request, closest
+        )
+
+    def refresh(self, *, restart: bool = True) -> None:
+        """Read the log's recorded requests again (after more runs were stored); `restart`
+        also serves identical requests from their first recorded run again."""
+        with self._lock:
+            self._index = None
+            if restart:
+                self._last.clear()
+
+    def _recorded(self) -> dict[str, deque[str]]:
+        if self._index is None:
+            self._index = {}
+            runs = sorted(
+                (
+                    s
+                    for s in self.log.runs()
+                    if s.operation == self.operation and s.status != "running"
+                ),
+                key=lambda s: (s.started_at, s.run_id),
+            )
+            for summary in runs:
+                start = next(iter(self.log.events(summary.run_id)))
+                if not isinstance(start, StartEvent):
+                    continue
+                request = self.request(_input_of(start), start.params, start.model)
+                key = request.key()
+                self._index.setdefault(key, deque()).append(summary.run_id)
+                self._requests.setdefault(key, request)
+        return self._index
+
+
 class ReplayBackend(BaseModelBackend):
     """A `BaseModelBackend` whose answers come from an event log, never from the network."""
 
@@ -118,12 +209,9 @@ class ReplayBackend(BaseModelBackend):
         self.operation = operation
         self.mode = mode
         self.live = live
-        self._match_model = model_type is not None
-        self._match_params = config is not None
-        self._index: dict[str, deque[str]] | None = None
-        self._last: dict[str, str] = {}
-        self._requests: dict[str, _Request] = {}
-        self._lock = threading.Lock()
+        self._recorded = RecordedRequests(
+            log, operation, match_model=model_type is not None, match_params=config is not None
+        )
 
     # -- the twins: a recorded answer, or a miss ------------------------------------------------
 
@@ -206,8 +294,8 @@ class ReplayBackend(BaseModelBackend):
             )
         )
         wire = [m.to_openai() for m in asked.messages] if prompt is None else prompt
-        matched = self._replay_request(wire, event_params(asked.params), self.model_type or None)
-        recorded = self._take(matched)
+        matched = self._recorded.request(wire, event_params(asked.params), self.model_type or None)
+        recorded = self._recorded.take(matched)
         if recorded is None:
             self._miss(matched)
             return _Replaying(model="", messages=[], params={}, recording=None)
@@ -219,7 +307,7 @@ class ReplayBackend(BaseModelBackend):
             params=asked.params,
             stream=asked.stream,
             prompt=prompt,
-            recording=_Recording(events),
+            recording=Recording(events),
             provider=original.provider if isinstance(original, StartEvent) else "",
         )
 
@@ -230,78 +318,27 @@ class ReplayBackend(BaseModelBackend):
             payload |= {"messages": None, "prompt": request.prompt}
         return payload
 
-    def _replay_request(
-        self, request_input: Any, params: dict[str, Any], model: str | None
-    ) -> _Request:
-        return _Request(
-            operation=self.operation,
-            input=request_input,
-            tools=params.get("tools"),
-            model=model if self._match_model else None,
-            params={k: params[k] for k in ANSWER_PARAMETERS if k in params}
-            if self._match_params
-            else None,
-        )
-
-    def _take(self, request: _Request) -> str | None:
-        key = request.key()
-        with self._lock:
-            index = self._recorded()
-            queue = index.get(key)
-            if queue:
-                self._last[key] = queue.popleft()
-            return self._last.get(key)
-
-    def _recorded(self) -> dict[str, deque[str]]:
-        if self._index is None:
-            self._index = {}
-            runs = sorted(
-                (
-                    s
-                    for s in self.log.runs()
-                    if s.operation == self.operation and s.status != "running"
-                ),
-                key=lambda s: (s.started_at, s.run_id),
-            )
-            for summary in runs:
-                start = next(iter(self.log.events(summary.run_id)))
-                if not isinstance(start, StartEvent):
-                    continue
-                request = self._replay_request(_input_of(start), start.params, start.model)
-                key = request.key()
-                self._index.setdefault(key, deque()).append(summary.run_id)
-                self._requests.setdefault(key, request)
-        return self._index
-
     def _miss(self, request: _Request) -> None:
         """Raise the miss, or in record mode let the live backend answer (and the log record)."""
         if self.mode == "record" and self.live is not None:
-            with self._lock:
-                self._index = None  # what the live run records is found next time
+            self._recorded.refresh(restart=False)  # what the live run records is found next time
             return
-        raise ReplayMissError(self._explain(request))
-
-    def _explain(self, request: _Request) -> str:
-        if not self._requests:
-            return f"the event log holds no recorded {self.operation} runs to replay"
-        closest = max(self._requests.values(), key=lambda r: _likeness(request, r))
-        return f"no recorded {self.operation} request matches; the closest differs: " + _difference(
-            request, closest
-        )
+        raise ReplayMissError(self._recorded.explain(request))
 
     def refresh(self) -> None:
         """Read the log's recorded requests again (after more runs were stored)."""
-        with self._lock:
-            self._index = None
-            self._last.clear()
+        self._recorded.refresh()
 
 
-class _Recording:
+class Recording:
     """A recorded run as what answers a request: its pieces, then its end or its error."""
 
-    __slots__ = ("_error", "closing", "tokens")
+    __slots__ = ("_error", "closing", "run_id", "start", "tokens")
 
     def __init__(self, events: list[Event]) -> None:
+        first = events[0] if events else None
+        self.start = first if isinstance(first, StartEvent) else None
+        self.run_id = first.run_id if first is not None else ""
         self.tokens = [e for e in events if isinstance(e, TokenEvent)]
         ends = [e for e in events if isinstance(e, EndEvent | ErrorEvent)]
         self.closing: EndEvent | ErrorEvent | None = ends[0] if ends else None
@@ -336,7 +373,7 @@ class _Recording:
 class _Replaying(ModelRequest, frozen=True, kw_only=True):
     """A request with the recorded run that answers it."""
 
-    recording: _Recording | None
+    recording: Recording | None
     provider: str = ""
 
     @property
@@ -344,7 +381,7 @@ class _Replaying(ModelRequest, frozen=True, kw_only=True):
         return self.recording is not None
 
 
-def _recording(request: ModelRequest) -> _Recording:
+def _recording(request: ModelRequest) -> Recording:
     assert isinstance(request, _Replaying)
     assert request.recording is not None
     return request.recording
@@ -371,6 +408,14 @@ def _input_of(start: StartEvent) -> Any:
     if start.messages is not None:
         return [m.to_openai() for m in start.messages]
     return start.prompt
+
+
+def replay_input(request: ModelRequest) -> Any:
+    """A request's input as replay compares it: its messages in the OpenAI format, or its
+    prompt (a completion's, the texts to embed)."""
+    if request.prompt is not None:
+        return request.prompt
+    return [m.to_openai() for m in request.messages]
 
 
 def _model_of(events: list[Event]) -> str:

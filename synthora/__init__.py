@@ -16,6 +16,7 @@ from synthora.errors import (
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, event_from_dict
 from synthora.messages import BaseMessage, MessageChunk, ToolCall, assistant, system, tool, user
 from synthora.models import BaseModelBackend, OpenAIChatBackend, OpenAICompletionBackend
+from synthora.observed import observe
 from synthora.scope import scope
 from synthora.types import MessageRole, ModelBackendType, Node, NodeType
 
@@ -47,6 +48,7 @@ __all__ = [
     "__version__",
     "assistant",
     "event_from_dict",
+    "observe",
     "scope",
     "system",
     "tool",

@@ -42,6 +42,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         pytest.param(
             "peers.py", ["--tokens", "20", "--rounds", "1"], {"us_per_chunk", "missing"}, id="peers"
         ),
+        pytest.param(
+            "drop_in.py",
+            ["--tokens", "20", "--rounds", "1", "--plain-runs", "2"],
+            {"streamed_cpu_us_per_chunk", "plain_us_per_call", "missing"},
+            id="drop-in",
+        ),
         pytest.param("scale.py", ["--levels", "1,2", "--tokens", "5"], {"1", "2"}, id="scale"),
         pytest.param(
             "replay.py",

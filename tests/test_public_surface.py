@@ -41,6 +41,7 @@ def test_root_exports() -> None:
         "__version__",
         "assistant",
         "event_from_dict",
+        "observe",
         "scope",
         "system",
         "tool",

@@ -69,7 +69,7 @@ async def test_a_run_that_recovers_counts_its_attempts(
     assert end.finish_reason == "stop"
     assert end.attempts == 3
     assert [(a.status_code, a.error_type) for a in end.failed_attempts] == [(503, "503")] * 2
-    sent = [r for r in server.requests if r.body["model"] == model]
+    sent = [r for r in server.requests if r.body.get("model") == model]
     retry_counts = [r.headers["x-stainless-retry-count"] for r in sent]
     assert retry_counts == ["0", "1", "2"], "the SDK retries exactly as it would on its own"
     log.flush()

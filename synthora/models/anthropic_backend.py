@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from synthora.errors import ConfigurationError
-from synthora.messages import BaseMessage, ToolCall, assistant
+from synthora.messages import BaseMessage, ToolCall, assistant, system, tool
 from synthora.models.attempts import counting_anthropic_attempts
 from synthora.models.base import BaseModelBackend, CallBackHandler, sdk_clients_server
 from synthora.models.chunks import (
@@ -94,13 +94,6 @@ class AnthropicBackend(BaseModelBackend):
         self.client = client
         self.async_client = async_client
         self._anthropic = _sdk()
-        connection_error = self._anthropic.APIConnectionError
-        self._counted = counting_anthropic_attempts(
-            client, is_async=False, connection_error=connection_error
-        )
-        self._async_counted = counting_anthropic_attempts(
-            async_client, is_async=True, connection_error=connection_error
-        )
         self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
 
@@ -154,24 +147,35 @@ class AnthropicBackend(BaseModelBackend):
 
     # -- the wire ------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _counted(self) -> Any:
+        """`client`, copied to count each run's attempts; made when a run is first sent."""
+        failed = self._anthropic.APIConnectionError
+        return counting_anthropic_attempts(self.client, is_async=False, connection_error=failed)
+
+    @functools.cached_property
+    def _async_counted(self) -> Any:
+        failed = self._anthropic.APIConnectionError
+        return counting_anthropic_attempts(
+            self.async_client, is_async=True, connection_error=failed
+        )
+
     def _generate(self, request: ModelRequest) -> ModelReply:
-        return _reply(self._counted.messages.create(**self._sdk_request(request)))
+        return self._reply(self._counted.messages.create(**self._sdk_request(request)))
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return _reply(await self._async_counted.messages.create(**self._sdk_request(request)))
+        return self._reply(await self._async_counted.messages.create(**self._sdk_request(request)))
 
     def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         streaming = self._counted.messages.with_streaming_response
         response = streaming.create(**self._sdk_request(request), stream=True).__enter__()
-        state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
-        source = SSESource(response, state)
+        source = SSESource(response, self._stream_state(run.run_id, response.http_request))
         return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
         streaming = self._async_counted.messages.with_streaming_response
         response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
-        state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
-        source = AsyncSSESource(response, state)
+        source = AsyncSSESource(response, self._stream_state(run.run_id, response.http_request))
         return await source.or_whole_reply(
             functools.partial(self._body_reply, response.http_request)
         )
@@ -188,9 +192,40 @@ class AnthropicBackend(BaseModelBackend):
         )
 
         try:
-            return _reply(sdk_reply(self._anthropic.types.Message, body))
+            return self._reply(sdk_reply(self._anthropic.types.Message, body))
         except UNREADABLE as error:
             raise UnreadableReplyError.of(request, body, error) from error
+
+    def _stream_state(self, run_id: str, http_request: Any) -> MessagesStreamState:
+        return MessagesStreamState(run_id, http_request, self._anthropic)
+
+    def _request_from_wire(self, body: Mapping[str, Any]) -> ModelRequest:
+        """The request whose SDK call would send `body`: how an observed client's call
+        (`synthora.observe`) becomes this backend's run, stored and replayed as one."""
+        return ModelRequest(
+            model=str(body.get("model") or ""),
+            messages=_messages_of(body.get("system"), body.get("messages")),
+            params={k: v for k, v in body.items() if k not in _WIRE_FIELDS},
+            stream=bool(body.get("stream")),
+        )
+
+    def _reply(self, message: Any) -> ModelReply:
+        texts = [block.text for block in message.content if block.type == "text"]
+        calls = [
+            ToolCall(id=block.id, name=block.name, arguments=json.dumps(block.input))
+            for block in message.content
+            if block.type == "tool_use"
+        ]
+        text = "".join(texts)
+        usage = message.usage
+        reason = message.stop_reason
+        return ModelReply(
+            assistant(text if text or not calls else None, tool_calls=calls),
+            MESSAGES_FINISH_REASONS.get(reason, reason) if reason else None,
+            usage=None if usage is None else messages_usage(usage, usage.output_tokens),
+            response_id=message.id,
+            response_model=message.model,
+        )
 
     def _sdk_request(self, request: ModelRequest) -> dict[str, Any]:
         params = sdk_params(request.params)
@@ -257,6 +292,48 @@ def _messages(messages: list[BaseMessage]) -> list[dict[str, Any]]:
     return out
 
 
+_WIRE_FIELDS = frozenset({"model", "messages", "system", "stream"})
+"""Body fields that carry the input or how it is sent, not parameters of the answer."""
+_BLOCKS_READ = frozenset({"text", "tool_use", "tool_result"})
+
+
+def _messages_of(system_prompt: Any, wire: Any) -> list[BaseMessage]:
+    """A Messages conversation as chat messages: `_messages` read backwards. Content with
+    other blocks (images, documents) is kept as given."""
+    out: list[BaseMessage] = []
+    if isinstance(system_prompt, list):
+        system_prompt = "".join(str(block.get("text", "")) for block in system_prompt)
+    if system_prompt:
+        out.append(system(str(system_prompt)))
+    for message in wire or ():
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(content, list) or not all(
+            block.get("type") in _BLOCKS_READ for block in content
+        ):
+            out.append(BaseMessage.from_openai({"role": role, "content": content}))
+            continue
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in content:
+            match block.get("type"):
+                case "text":
+                    texts.append(str(block.get("text", "")))
+                case "tool_use":
+                    arguments = json.dumps(block.get("input") or {})
+                    calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
+                case _:
+                    result = block.get("content")
+                    if isinstance(result, list):
+                        result = "".join(str(part.get("text", "")) for part in result)
+                    out.append(
+                        tool(str(result or ""), tool_call_id=str(block.get("tool_use_id") or ""))
+                    )
+        if texts or calls:
+            text = "".join(texts) if texts else None
+            out.append(BaseMessage(role=MessageRole(role), content=text, tool_calls=tuple(calls)))
+    return out
+
+
 def _anthropic_tool(tool: Any) -> Any:
     """A chat-format tool as the Messages API takes it; any other tool as given."""
     if isinstance(tool, dict) and tool.get("type") == "function" and "function" in tool:
@@ -269,22 +346,3 @@ def _anthropic_tool(tool: Any) -> Any:
             converted["description"] = function["description"]
         return converted
     return tool
-
-
-def _reply(message: Any) -> ModelReply:
-    texts = [block.text for block in message.content if block.type == "text"]
-    calls = [
-        ToolCall(id=block.id, name=block.name, arguments=json.dumps(block.input))
-        for block in message.content
-        if block.type == "tool_use"
-    ]
-    text = "".join(texts)
-    usage = message.usage
-    reason = message.stop_reason
-    return ModelReply(
-        assistant(text if text or not calls else None, tool_calls=calls),
-        MESSAGES_FINISH_REASONS.get(reason, reason) if reason else None,
-        usage=None if usage is None else messages_usage(usage, usage.output_tokens),
-        response_id=message.id,
-        response_model=message.model,
-    )

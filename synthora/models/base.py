@@ -51,7 +51,13 @@ from synthora.runs import DEFAULT_DURABLE_TIMEOUT, Run, register_secret, sending
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
-__all__ = ["BaseModelBackend", "CallBackHandler", "sdk_clients_server"]
+__all__ = [
+    "BaseModelBackend",
+    "CallBackHandler",
+    "reply_events",
+    "request_failed",
+    "sdk_clients_server",
+]
 
 CallBackHandler = BaseCallBackHandler | AsyncCallBackHandler
 
@@ -228,11 +234,11 @@ class BaseModelBackend:
                 return RunStream(run, self._open_stream(run, request))
             reply = self._generate(request)
         except BaseException as exc:
-            run.emit(_request_failed(run, exc))
+            run.emit(request_failed(run, exc))
             raise
         finally:
             sending.reset(sending_run)
-        for event in _reply_events(run, reply):
+        for event in reply_events(run, reply):
             run.emit(event)
         return self._result(reply)
 
@@ -245,11 +251,11 @@ class BaseModelBackend:
                 return AsyncRunStream(run, await self._aopen_stream(run, request))
             reply = await self._agenerate(request)
         except BaseException as exc:
-            await run.emit_async(_request_failed(run, exc))
+            await run.emit_async(request_failed(run, exc))
             raise
         finally:
             sending.reset(sending_run)
-        for event in _reply_events(run, reply):
+        for event in reply_events(run, reply):
             await run.emit_async(event)
         return self._result(reply)
 
@@ -351,7 +357,7 @@ def sdk_clients_server(client: Any, async_client: Any) -> dict[str, Any]:
     }
 
 
-def _reply_events(run: Run, reply: ModelReply) -> list[Event | None]:
+def reply_events(run: Run, reply: ModelReply) -> list[Event | None]:
     """A whole reply as the events a stream would have given: one token, then end."""
     whole = ModelDelta.whole(reply)
     token = None
@@ -371,7 +377,7 @@ def _reply_events(run: Run, reply: ModelReply) -> list[Event | None]:
     return [token, end]
 
 
-def _request_failed(run: Run, exc: BaseException) -> Event | None:
+def request_failed(run: Run, exc: BaseException) -> Event | None:
     """The closing event of a run whose request never produced a reply or a stream."""
     if isinstance(exc, Exception):
         return run.close_with_error(exc, "request")

@@ -107,8 +107,6 @@ class OpenAIChatBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
-        self._counted = counting_openai_attempts(client)
-        self._async_counted = counting_openai_attempts(async_client)
         self.stream_usage = stream_usage
         self._base_url = str(client.base_url)
         self._server = sdk_clients_server(client, async_client)
@@ -173,6 +171,15 @@ class OpenAIChatBackend(BaseModelBackend):
 
     # -- the wire ------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _counted(self) -> openai.OpenAI:
+        """`client`, copied to count each run's attempts; made when a run is first sent."""
+        return counting_openai_attempts(self.client)
+
+    @functools.cached_property
+    def _async_counted(self) -> openai.AsyncOpenAI:
+        return counting_openai_attempts(self.async_client)
+
     def _generate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
         raw = self._resource(self._counted).with_raw_response.create(**sdk)
@@ -207,7 +214,7 @@ class OpenAIChatBackend(BaseModelBackend):
             response = resource.create(**retry).__enter__()
             _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
         response = _raw(response)
-        source = SSESource(response, self._state_type(run.run_id, response.http_request))
+        source = SSESource(response, self._stream_state(run.run_id, response.http_request))
         return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
@@ -222,7 +229,7 @@ class OpenAIChatBackend(BaseModelBackend):
             response = await resource.create(**retry).__aenter__()
             _REJECTS_STREAM_OPTIONS.add((self._base_url, self.model_type))
         response = _raw(response)
-        source = AsyncSSESource(response, self._state_type(run.run_id, response.http_request))
+        source = AsyncSSESource(response, self._stream_state(run.run_id, response.http_request))
         return await source.or_whole_reply(
             functools.partial(self._body_reply, response.http_request)
         )
@@ -231,6 +238,25 @@ class OpenAIChatBackend(BaseModelBackend):
 
     def _server_attributes(self) -> dict[str, Any]:
         return self._server
+
+    def _stream_state(self, run_id: str, http_request: httpx2.Request) -> StreamState:
+        return self._state_type(run_id, http_request)
+
+    def _request_from_wire(self, body: Mapping[str, Any]) -> ModelRequest:
+        """The request whose SDK call would send `body`: how an observed client's call
+        (`synthora.observe`) becomes this backend's run, stored and replayed as one."""
+        return ModelRequest(
+            model=str(body.get("model") or ""),
+            params={k: v for k, v in body.items() if k not in self._wire_fields},
+            stream=bool(body.get("stream")),
+            **self._input_from_wire(body),
+        )
+
+    _wire_fields = frozenset({"model", "messages", "stream", "stream_options"})
+    """Body fields that carry the input or how it is sent, not parameters of the answer."""
+
+    def _input_from_wire(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"messages": [BaseMessage.from_openai(m) for m in body.get("messages") or ()]}
 
     def _sdk_request(self, request: ModelRequest) -> tuple[dict[str, Any], bool]:
         """The SDK's keyword arguments for `request`, and whether they ask for stream usage."""
@@ -311,6 +337,11 @@ class OpenAICompletionBackend(OpenAIChatBackend):
 
     def _sdk_input(self, request: ModelRequest) -> dict[str, Any]:
         return {"prompt": request.prompt}
+
+    _wire_fields = frozenset({"model", "prompt", "stream", "stream_options"})
+
+    def _input_from_wire(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"messages": [], "prompt": body.get("prompt")}
 
     def _sdk_params(self, request: ModelRequest) -> dict[str, Any]:
         params = sdk_params(request.params)

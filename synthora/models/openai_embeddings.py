@@ -50,6 +50,12 @@ class OpenAIEmbeddingBackend(OpenAIChatBackend):
     def _sdk_input(self, request: ModelRequest) -> dict[str, Any]:
         return {"input": request.prompt}
 
+    # encoding_format: the SDK asks for base64 itself and hands back floats either way
+    _wire_fields = frozenset({"model", "input", "stream", "encoding_format"})
+
+    def _input_from_wire(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"messages": [], "prompt": texts_to_embed(body.get("input"))}
+
     def _sdk_params(self, request: ModelRequest) -> dict[str, Any]:
         return sdk_params(request.params)
 

@@ -11,11 +11,13 @@ backend's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import openai
 
-from synthora.messages import BaseMessage, ToolCall, assistant
+from synthora.messages import BaseMessage, ToolCall, assistant, system, tool, user
 from synthora.models.chunks import (
     ResponsesStreamState,
     StreamState,
@@ -57,6 +59,13 @@ class OpenAIResponsesBackend(OpenAIChatBackend):
         if instructions:
             sdk["instructions"] = "\n\n".join(instructions)
         return sdk
+
+    _wire_fields = frozenset({"model", "input", "instructions", "stream"})
+
+    def _input_from_wire(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        instructions = body.get("instructions")
+        messages = [system(instructions)] if isinstance(instructions, str) and instructions else []
+        return {"messages": messages + _messages_of(body.get("input"))}
 
     def _sdk_params(self, request: ModelRequest) -> dict[str, Any]:
         params = sdk_params(request.params)
@@ -105,6 +114,34 @@ def _input_items(message: BaseMessage) -> list[dict[str, Any]]:
         for c in message.tool_calls
     ]
     return items
+
+
+def _messages_of(items: Any) -> list[BaseMessage]:
+    """Responses input as chat messages: `_input_items` read backwards, a ``function_call``
+    item joining the assistant message before it, as the chat format holds calls."""
+    if isinstance(items, str):
+        return [user(items)]
+    messages: list[BaseMessage] = []
+    for item in items or ():
+        kind = item.get("type")
+        if kind == "function_call_output":
+            messages.append(
+                tool(str(item.get("output", "")), tool_call_id=str(item.get("call_id") or ""))
+            )
+        elif kind == "function_call":
+            call = ToolCall(
+                id=str(item.get("call_id") or ""),
+                name=str(item.get("name") or ""),
+                arguments=str(item.get("arguments") or ""),
+            )
+            last = messages[-1] if messages else None
+            if last is not None and last.role is MessageRole.ASSISTANT:
+                messages[-1] = msgspec.structs.replace(last, tool_calls=(*last.tool_calls, call))
+            else:
+                messages.append(assistant(tool_calls=[call]))
+        else:
+            messages.append(BaseMessage.from_openai(item, role="user"))
+    return messages
 
 
 def _responses_tool(tool: Any) -> Any:

@@ -12,6 +12,9 @@ A server may answer a streamed request without events: a whole JSON reply (it ig
 answer is lost; a source instead reads such a body whole (``or_whole_reply``) and hands the
 reply the backend makes of it, or the backend's clear error. A body labelled as an event stream
 is never sniffed, so a stream costs nothing more; an unlabelled one is told by its first line.
+
+An observed client's stream (`synthora.observe`) is read by its SDK, not by a source: a
+`ResponseTap` decodes the same bytes with the same states as the SDK pulls them.
 """
 
 from __future__ import annotations
@@ -21,25 +24,36 @@ import re
 import ssl
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
 import anyio
 import httpx2
 
 from synthora.errors import ResponseError
+from synthora.events import Event
 from synthora.messages import MessageChunk
 from synthora.models.chunks import StreamState
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply
 from synthora.models.sse import SSEDecoder
-from synthora.models.streams import AsyncDeltaSource, AsyncSource, DeltaSource, Source
+from synthora.models.streams import (
+    AsyncDeltaSource,
+    AsyncSource,
+    DeltaSource,
+    Source,
+    StreamCore,
+)
+from synthora.runs import Run
 
 __all__ = [
     "UNREADABLE",
+    "AsyncResponseTap",
     "AsyncSSESource",
     "RawResponse",
+    "ResponseTap",
     "SSESource",
+    "sdk_error",
     "sdk_reply",
     "unreadable_reply",
 ]
@@ -207,6 +221,132 @@ class AsyncSSESource(_Payloads):
         await self._response.close()
 
 
+class _ResponseTap(StreamCore):
+    """A streamed response that the SDK itself reads (an observed client's ``Stream``): every
+    piece of the body the SDK pulls is also decoded here into the run's events.
+
+    The caller keeps the SDK's own objects; the tap only listens. Its decoding never raises into
+    the SDK's read: a payload it cannot read closes the run with that error and the bytes flow
+    on, so the SDK reports the failure its own way. The run ends at ``[DONE]`` (or the body's
+    end), fails with the transport's error, or, when the SDK closes the response first (the
+    caller left), ends ``interrupted`` — exactly once, as every stream wrapper does.
+    """
+
+    __slots__ = ("_payloads", "_reading", "_request")
+
+    def __init__(self, run: Run, response: Any, state: StreamState) -> None:
+        super().__init__(run, state)
+        self._payloads = _Payloads(state)
+        self._request = response.request
+        # True while a read is in flight: httpx closes the response itself when the body ends
+        # or breaks, and that close is the read's outcome to report, not the caller leaving.
+        self._reading = False
+
+    def _events(self, data: bytes | None) -> list[Event | None]:
+        """The events one read of the body adds; `data` None is the body's end."""
+        run, payloads = self._run, self._payloads
+        if run.closed:
+            return []
+        events: list[Event | None] = []
+        try:
+            if data is None:
+                payloads._feed_eof()
+            else:
+                payloads._feed(data)
+            while (chunk := payloads._pending_chunk()) is not None:
+                events.append(run.token(chunk))
+            if payloads._exhausted():
+                last = payloads.state.finish()  # truncated, or a half-pair held back
+                if last is not None:
+                    events.append(run.token(last))
+                events.append(self._end())
+        except Exception as exc:
+            events.append(run.close_with_error(exc, "stream", self._state.message()))
+        return events
+
+    def _failed(self, exc: BaseException) -> Event | None:
+        event: Event | None = self._closing_event(
+            sdk_error(exc, self._request, self._payloads.state.sdk)
+        )
+        return event
+
+    def __del__(self) -> None:
+        if hasattr(self, "_payloads") and not self._run.closed:
+            self._run.emit(self._interrupted())
+
+
+class ResponseTap(_ResponseTap):
+    """`_ResponseTap` on a sync response: its ``iter_bytes`` and ``close`` are wrapped."""
+
+    __slots__ = ()
+
+    def __init__(self, run: Run, response: Any, state: StreamState) -> None:
+        super().__init__(run, response, state)
+        read, close = response.iter_bytes, response.close
+
+        def iter_bytes(chunk_size: int | None = None) -> Iterator[bytes]:
+            reads = read(chunk_size)
+            while True:
+                self._reading = True
+                try:
+                    data = next(reads)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    run.emit(self._failed(exc))
+                    raise
+                finally:
+                    self._reading = False
+                for event in self._events(data):
+                    run.emit(event)
+                yield data
+            for event in self._events(None):
+                run.emit(event)
+
+        def closing() -> None:
+            close()
+            if not self._reading:
+                run.emit(self._interrupted())
+
+        response.iter_bytes, response.close = iter_bytes, closing
+
+
+class AsyncResponseTap(_ResponseTap):
+    """`_ResponseTap` on an async response: its ``aiter_bytes`` and ``aclose`` are wrapped."""
+
+    __slots__ = ()
+
+    def __init__(self, run: Run, response: Any, state: StreamState) -> None:
+        super().__init__(run, response, state)
+        read, close = response.aiter_bytes, response.aclose
+
+        async def aiter_bytes(chunk_size: int | None = None) -> AsyncIterator[bytes]:
+            reads = read(chunk_size)
+            while True:
+                self._reading = True
+                try:
+                    data = await anext(reads)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    await run.emit_async(self._failed(exc))
+                    raise
+                finally:
+                    self._reading = False
+                for event in self._events(data):
+                    await run.emit_async(event)
+                yield data
+            for event in self._events(None):
+                await run.emit_async(event)
+
+        async def closing() -> None:
+            await close()
+            if not self._reading:
+                await run.emit_async(self._interrupted())
+
+        response.aiter_bytes, response.aclose = aiter_bytes, closing
+
+
 async def _once(delta: ModelDelta) -> AsyncIterator[ModelDelta]:
     yield delta
 
@@ -228,9 +368,9 @@ def unreadable_reply(request: httpx2.Request, body: bytes, error: Exception) -> 
     )
 
 
-def _raise_as_sdk_error(exc: BaseException, request: httpx2.Request, sdk: Any) -> NoReturn:
-    """Raise a transport failure of the raw stream as the SDK's own stream would (`sdk` is
-    the module whose ``APITimeoutError`` / ``APIConnectionError`` to raise)."""
+def sdk_error(exc: BaseException, request: httpx2.Request, sdk: Any) -> BaseException:
+    """A transport failure of a raw stream as the SDK's own stream reports it (`sdk` is the
+    module whose ``APITimeoutError`` / ``APIConnectionError`` to use); other errors as they are."""
     timeouts: tuple[type[BaseException], ...] = (httpx2.TimeoutException,)
     failures: tuple[type[BaseException], ...] = (
         httpx2.RequestError,
@@ -242,7 +382,17 @@ def _raise_as_sdk_error(exc: BaseException, request: httpx2.Request, sdk: Any) -
         timeouts += (legacy.TimeoutException,)
         failures += (legacy.RequestError,)
     if isinstance(exc, timeouts):
-        raise sdk.APITimeoutError(request=request) from exc
-    if isinstance(exc, failures):
-        raise sdk.APIConnectionError(request=request) from exc
-    raise exc
+        failure: BaseException = sdk.APITimeoutError(request=request)
+    elif isinstance(exc, failures):
+        failure = sdk.APIConnectionError(request=request)
+    else:
+        return exc
+    failure.__cause__ = exc
+    return failure
+
+
+def _raise_as_sdk_error(exc: BaseException, request: httpx2.Request, sdk: Any) -> NoReturn:
+    failure = sdk_error(exc, request, sdk)
+    if failure is exc:
+        raise exc
+    raise failure from exc

@@ -43,12 +43,13 @@ __all__ = [
     "DeltaSource",
     "RunStream",
     "Source",
+    "StreamCore",
 ]
 
 logger = logging.getLogger("synthora")
 
 _pending_closes: set[asyncio.Task[None]] = set()
-_open_streams: weakref.WeakSet[_StreamCore] = weakref.WeakSet()
+_open_streams: weakref.WeakSet[StreamCore] = weakref.WeakSet()
 
 
 class Source(Protocol):
@@ -120,8 +121,9 @@ class AsyncDeltaSource:
                 await close()
 
 
-class _StreamCore:
-    """What both wrappers share: the run, the source's state, the closing events."""
+class StreamCore:
+    """What every stream wrapper shares: the run, the output state, the closing events; open
+    ones are reported as interrupted at interpreter exit."""
 
     __slots__ = ("__weakref__", "_run", "_state")
 
@@ -175,7 +177,7 @@ class _StreamCore:
         self._run.emit(self._interrupted())
 
 
-class RunStream(_StreamCore, Iterator[MessageChunk]):
+class RunStream(StreamCore, Iterator[MessageChunk]):
     """The iterator a streamed ``run()`` returns; also a context manager."""
 
     __slots__ = ("_source",)
@@ -235,7 +237,7 @@ class RunStream(_StreamCore, Iterator[MessageChunk]):
                 logger.exception("synthora: closing abandoned stream of run %s", self.run_id)
 
 
-class AsyncRunStream(_StreamCore, AsyncIterator[MessageChunk]):
+class AsyncRunStream(StreamCore, AsyncIterator[MessageChunk]):
     """The async iterator a streamed ``async_run()`` returns; also an async context manager."""
 
     __slots__ = ("_source",)
