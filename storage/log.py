@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Self, assert_never
 
-import msgspec
 from blinker import ANY
 from sqlalchemy import Select, delete, exc, or_, select
 
@@ -41,7 +40,6 @@ from synthora.events import (
     EventKind,
     StartEvent,
     TokenEvent,
-    Usage,
 )
 from synthora.messages import BaseMessage, assistant
 from synthora.models.streams import close_abandoned_streams
@@ -49,6 +47,7 @@ from synthora.storage.codec import batch_rows, events_from_row, without_content
 from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError
 from synthora.storage.migrate import upgrade
+from synthora.storage.projections import RunSummary, Transcript
 from synthora.storage.schema import events, runs
 from synthora.storage.spool import Spool, default_spool_path
 from synthora.storage.statements import WriteStatements
@@ -63,47 +62,6 @@ _EVENT_TYPES = tuple(EVENT_TYPES.values())
 _READ_BUFFER = 1000
 _WRITE_BATCH = 5000
 _EXIT_FLUSH_S = 5.0
-
-
-class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
-    """One run as the ``synthora_runs`` projection holds it."""
-
-    run_id: str
-    parent_run_id: str | None
-    status: str
-    operation: str
-    service: str
-    backend: str
-    model: str
-    stream: bool
-    node_name: str
-    node_type: str
-    node_path: str
-    started_at: datetime.datetime
-    ended_at: datetime.datetime | None
-    duration_s: float | None
-    time_to_first_token_s: float | None
-    input_tokens: int | None
-    output_tokens: int | None
-    finish_reason: str | None
-    error_type: str | None
-    error_message: str | None
-    status_code: int | None
-    trace_id: str
-    span_id: str
-
-
-class Transcript(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored run made readable: what went in, what came out, and how it ended."""
-
-    run: RunSummary
-    params: dict[str, Any]
-    messages: tuple[BaseMessage, ...] | None
-    prompt: str | list[str] | None
-    output: BaseMessage | None
-    usage: Usage | None
-    tokens: int
-    error: ErrorEvent | None
 
 
 class EventLog:
