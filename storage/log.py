@@ -44,6 +44,7 @@ from synthora.events import (
 from synthora.messages import BaseMessage, assistant
 from synthora.models.streams import close_abandoned_streams
 from synthora.storage.codec import batch_rows, events_from_row, without_content
+from synthora.storage.diff import RunDiff, RunTree, compare
 from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError
 from synthora.storage.migrate import upgrade
@@ -414,16 +415,28 @@ class EventLog:
         """Every run under an agent or tool scope (its steps, and theirs), in the order they
         started: a whole agent conversation, rebuilt."""
         pending = [self.resolve(run_id)]
-        children: list[RunSummary] = []
+        inside: list[RunSummary] = []
         while pending:
-            parents = pending
-            pending = []
-            query = select(runs).where(runs.c.parent_run_id.in_(parents))
-            for row in self._stream(query):
-                children.append(RunSummary(**row))
-                pending.append(row["run_id"])
-        ordered = sorted(children, key=lambda s: (s.started_at, s.run_id))
-        return [self.transcript(summary.run_id) for summary in ordered]
+            children = self._children(pending)
+            inside.extend(children)
+            pending = [child.run_id for child in children]
+        return [self.transcript(s.run_id) for s in sorted(inside, key=_in_start_order)]
+
+    def diff(self, a: str, b: str) -> RunDiff:
+        """How run `b` differs from run `a` (ids or unique prefixes): request, messages, output,
+        finish, usage and timing, side by side; two scopes' runs are paired in the order they
+        started. See `synthora.storage.diff`."""
+        return compare(self._tree(a), self._tree(b))
+
+    def _tree(self, run_id: str) -> RunTree:
+        transcript = self.transcript(run_id)
+        children = sorted(self._children([transcript.run.run_id]), key=_in_start_order)
+        return RunTree(transcript, tuple(self._tree(child.run_id) for child in children))
+
+    def _children(self, parents: list[str]) -> list[RunSummary]:
+        """The runs directly inside the scopes `parents`."""
+        query = select(runs).where(runs.c.parent_run_id.in_(parents))
+        return [RunSummary(**row) for row in self._stream(query)]
 
     def _stream(self, query: Select[Any]) -> Iterator[dict[str, Any]]:
         try:
@@ -443,6 +456,10 @@ class EventLog:
         self._writer.forget_after_fork()
         self._writer_engine.dispose(close=False)
         self._reader_engine.dispose(close=False)
+
+
+def _in_start_order(summary: RunSummary) -> tuple[datetime.datetime, str]:
+    return summary.started_at, summary.run_id
 
 
 def _reason(error: Exception) -> str:
