@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+
 import openai
 import pytest
 
-from support import AGENT, API_KEY
-from synthora import Node, NodeType, OpenAIChatBackend, scope, tool
+from support import AGENT, API_KEY, cli
+from synthora import Node, NodeType, OpenAIChatBackend, scope, system, tool, user
 from synthora.storage import EventLog, ReplayBackend, RunNotFoundError
 from synthora.storage.diff import MEASURED, OUTCOME, REQUEST
 from synthora.testing.server import Behaviour, ToolCallSpec
@@ -184,3 +189,109 @@ def test_every_aspect_is_named(log, make_backend):
     assert {name: diff.aspect(name).differs for name in MEASURED} == dict.fromkeys(MEASURED, False)
     with pytest.raises(ValueError, match="no aspect 'run_id'"):
         diff.aspect("run_id")
+
+
+# -- synthora diff ----------------------------------------------------------------------------
+
+
+def test_cli_marks_a_changed_prompt(log, log_url, make_backend):
+    """`synthora diff`: a changed conversation as a unified diff, a changed short output side by
+    side, the verdict last, exit 1."""
+    make_backend().run([system("Answer in one word."), user("What is the capital of France?")])
+    make_backend().run([system("Answer in one word."), user("What is the capital of Spain?")])
+    first, second = run_ids(log)
+    status, out = cli("--db", log_url, "diff", first, second[:23])
+    assert status == 1
+    assert f"A  {first}  ok" in out
+    assert f"B  {second}  ok" in out
+    assert "\nthe same  operation, model, stream, finish reason, status\n" in out
+    assert "\ndiffer    messages, output\n" in out
+    assert (
+        "--- A messages\n+++ B messages\n@@ -1,2 +1,2 @@\n [system] Answer in one word.\n"
+        "-[user] What is the capital of France?\n+[user] What is the capital of Spain?\n"
+    ) in out
+    assert re.search(
+        r"^output\s+You said: What is the capital of France\?\s+You said: .*Spain", out, re.M
+    )
+    assert re.search(r"^\s+MEASURED\s+A\s+B$", out, re.M)
+    assert "never counted as differences" in out
+    assert out.endswith("A and B differ in: messages, output\n")
+
+
+def test_cli_same_runs_exit_zero(log, log_url, make_backend):
+    """Two runs of the same request: `the same` lists what they share; exit 0."""
+    make_backend().run("ping")
+    make_backend().run("ping")
+    status, out = cli("--db", log_url, "diff", *run_ids(log))
+    assert status == 0
+    assert "the same  operation, model, stream, messages, output, finish reason, status" in out
+    assert "differ " not in out
+    assert re.search(r"^\s+usage\s+1 in, 4 out\s+1 in, 4 out$", out, re.M)
+    assert out.endswith("A and B are the same.\n")
+
+
+def test_cli_failed_against_ok(log, log_url, make_backend):
+    """An ok run against a failed one: statuses side by side, the long error on its own rows."""
+    make_backend().run("report")
+    with pytest.raises(openai.RateLimitError):
+        make_backend(behaviour=Behaviour(status=429, error_message="slow down")).run("report")
+    status, out = cli("--db", log_url, "diff", *run_ids(log))
+    assert status == 1
+    assert re.search(r"^status\s+ok\s+error$", out, re.M)
+    assert re.search(r"^finish reason\s+stop\s+-$", out, re.M)
+    assert re.search(
+        r"^error\n  A  -\n  B  RateLimitError \(HTTP 429\) during request: .*slow down$", out, re.M
+    )
+
+
+def test_cli_scopes(log_url, conversations):
+    """Two scopes: a pair that is the same is one line; a changed pair in full; the extra named."""
+    status, out = cli("--db", log_url, "diff", *conversations)
+    assert status == 1
+    assert "runs inside: 2 paired in the order they started, 1 only in B\n" in out
+    first, second = re.findall(r"^== (\d)  chat agent:planner/.*$", out, re.M)
+    assert (first, second) == ("1", "2")
+    assert re.search(r"^== 1  chat .*  the same$", out, re.M)
+    assert re.search(
+        r"^messages\s+\[user\] book the hotel\s+\[user\] book the cheapest hotel$", out, re.M
+    )
+    assert re.search(r"^only in B: \S+  execute_tool agent:planner/tool:search  \(ok\)$", out, re.M)
+    assert out.endswith("A and B differ in: runs inside\n")
+
+
+def test_cli_json(log, log_url, make_backend):
+    """`--json`: the whole comparison as one JSON document, with the differences named."""
+    make_backend().run("alpha")
+    make_backend().run("beta")
+    status, out = cli("--db", log_url, "diff", *run_ids(log), "--json")
+    assert status == 1
+    document = json.loads(out)
+    assert document["differences"] == ["messages", "output"]
+    assert document["output"] == {"a": "You said: alpha", "b": "You said: beta", "differs": True}
+    assert document["model"]["differs"] is False
+    assert document["a"]["status"] == "ok"
+
+
+def test_cli_trouble_exits_2_in_one_line(tmp_path, make_backend):
+    """An unknown run or a missing log: one line on stderr and exit 2, as `diff` does."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with EventLog(url) as log:
+        log.attach()
+        make_backend().run("hello")
+        (known,) = run_ids(log)
+    for argv, message in [
+        (("--db", url, "diff", known, "ffff"), "synthora: no stored run id starts with 'ffff'"),
+        (("--db", f"sqlite:///{tmp_path / 'none.db'}", "diff", known, known), "no event log at"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "synthora", *argv],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("synthora: ")
+        assert message in line
