@@ -1,9 +1,10 @@
 """The SQL event log of Synthora runs: durable, idempotent, readable while it grows.
 
-``EventLog(url).attach()`` stores every run on the bus; ``runs``, ``events``, ``transcript``
-and ``follow`` read it back. See `synthora.storage.log`.
+``EventLog(url).attach()`` stores every run on the bus; ``runs``, ``events``, ``transcript``,
+``follow`` and ``diff`` read it back. See `synthora.storage.log`.
 """
 
+from synthora.storage.diff import RunDiff
 from synthora.storage.errors import RunNotFoundError, SchemaVersionError, StorageError
 from synthora.storage.log import DEFAULT_URL, EventLog, RunSummary, Transcript
 from synthora.storage.replay import ReplayBackend, ReplayedError, ReplayMissError
@@ -16,6 +17,7 @@ __all__ = [
     "ReplayBackend",
     "ReplayMissError",
     "ReplayedError",
+    "RunDiff",
     "RunNotFoundError",
     "RunSummary",
     "SchemaVersionError",

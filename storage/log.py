@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Self, assert_never
 
-import msgspec
 from blinker import ANY
 from sqlalchemy import Select, delete, exc, or_, select
 
@@ -39,17 +38,17 @@ from synthora.events import (
     ErrorEvent,
     Event,
     EventKind,
-    FailedAttempt,
     StartEvent,
     TokenEvent,
-    Usage,
 )
 from synthora.messages import BaseMessage, assistant
 from synthora.models.streams import close_abandoned_streams
 from synthora.storage.codec import batch_rows, events_from_row, without_content
+from synthora.storage.diff import RunDiff, RunTree, compare
 from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError
 from synthora.storage.migrate import upgrade
+from synthora.storage.projections import RunSummary, Transcript
 from synthora.storage.schema import events, runs
 from synthora.storage.spool import Spool, default_spool_path
 from synthora.storage.statements import WriteStatements
@@ -64,50 +63,6 @@ _EVENT_TYPES = tuple(EVENT_TYPES.values())
 _READ_BUFFER = 1000
 _WRITE_BATCH = 5000
 _EXIT_FLUSH_S = 5.0
-
-
-class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
-    """One run as the ``synthora_runs`` projection holds it."""
-
-    run_id: str
-    parent_run_id: str | None
-    status: str
-    operation: str
-    service: str
-    backend: str
-    model: str
-    stream: bool
-    node_name: str
-    node_type: str
-    node_path: str
-    started_at: datetime.datetime
-    ended_at: datetime.datetime | None
-    duration_s: float | None
-    time_to_first_token_s: float | None
-    input_tokens: int | None
-    output_tokens: int | None
-    finish_reason: str | None
-    error_type: str | None
-    error_message: str | None
-    status_code: int | None
-    trace_id: str
-    span_id: str
-    attempts: int | None
-    """HTTP requests the run sent (more than 1 when the SDK retried); None while it runs."""
-
-
-class Transcript(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored run made readable: what went in, what came out, and how it ended."""
-
-    run: RunSummary
-    params: dict[str, Any]
-    messages: tuple[BaseMessage, ...] | None
-    prompt: str | list[str] | None
-    output: BaseMessage | None
-    usage: Usage | None
-    tokens: int
-    error: ErrorEvent | None
-    failed_attempts: tuple[FailedAttempt, ...] = ()
 
 
 class EventLog:
@@ -468,16 +423,28 @@ class EventLog:
         """Every run under an agent or tool scope (its steps, and theirs), in the order they
         started: a whole agent conversation, rebuilt."""
         pending = [self.resolve(run_id)]
-        children: list[RunSummary] = []
+        inside: list[RunSummary] = []
         while pending:
-            parents = pending
-            pending = []
-            query = select(runs).where(runs.c.parent_run_id.in_(parents))
-            for row in self._stream(query):
-                children.append(RunSummary(**row))
-                pending.append(row["run_id"])
-        ordered = sorted(children, key=lambda s: (s.started_at, s.run_id))
-        return [self.transcript(summary.run_id) for summary in ordered]
+            children = self._children(pending)
+            inside.extend(children)
+            pending = [child.run_id for child in children]
+        return [self.transcript(s.run_id) for s in sorted(inside, key=_in_start_order)]
+
+    def diff(self, a: str, b: str) -> RunDiff:
+        """How run `b` differs from run `a` (ids or unique prefixes): request, messages, output,
+        finish, usage and timing, side by side; two scopes' runs are paired in the order they
+        started. See `synthora.storage.diff`."""
+        return compare(self._tree(a), self._tree(b))
+
+    def _tree(self, run_id: str) -> RunTree:
+        transcript = self.transcript(run_id)
+        children = sorted(self._children([transcript.run.run_id]), key=_in_start_order)
+        return RunTree(transcript, tuple(self._tree(child.run_id) for child in children))
+
+    def _children(self, parents: list[str]) -> list[RunSummary]:
+        """The runs directly inside the scopes `parents`."""
+        query = select(runs).where(runs.c.parent_run_id.in_(parents))
+        return [RunSummary(**row) for row in self._stream(query)]
 
     def _stream(self, query: Select[Any]) -> Iterator[dict[str, Any]]:
         try:
@@ -497,6 +464,10 @@ class EventLog:
         self._writer.forget_after_fork()
         self._writer_engine.dispose(close=False)
         self._reader_engine.dispose(close=False)
+
+
+def _in_start_order(summary: RunSummary) -> tuple[datetime.datetime, str]:
+    return summary.started_at, summary.run_id
 
 
 def _reason(error: Exception) -> str:

@@ -1,4 +1,4 @@
-"""The ``synthora`` command: list, show, trace, replay, export and import stored runs.
+"""The ``synthora`` command: list, show, compare, trace, replay, export and import stored runs.
 
 Every subcommand reads the event log at ``--db`` (default ``SYNTHORA_DB``, else
 ``sqlite:///synthora.db``). A run id may be given as a unique prefix. Errors are one line on
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import json
 import os
 import sys
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from synthora.errors import SynthoraError
 
 if TYPE_CHECKING:
-    from synthora.storage import EventLog
+    from synthora.events import Usage
+    from synthora.messages import BaseMessage, ToolCall
+    from synthora.storage import EventLog, RunDiff
 
 __all__ = ["main"]
 
@@ -48,7 +51,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 0
     except (SynthoraError, OSError) as error:
         print(f"synthora: {error}", file=sys.stderr)
-        return 1
+        return int(getattr(args, "failure_status", 1))
     except KeyboardInterrupt:
         return 130
 
@@ -83,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="run id or a unique prefix")
     show.add_argument("--jaeger", help="Jaeger UI URL for the trace link")
     show.set_defaults(command=_show)
+
+    diff = commands.add_parser(
+        "diff",
+        help="how two runs differ: request, messages, output, usage, timing",
+        description="Compare two runs (a run and its replay, two models, a prompt before and "
+        "after a change); for two scopes, their runs paired in order. Exit status: 0 when "
+        "they asked and answered the same, 1 when they differ, 2 on trouble.",
+    )
+    diff.add_argument("run_a", metavar="RUN_A", help="run id or a unique prefix")
+    diff.add_argument("run_b", metavar="RUN_B", help="run id or a unique prefix")
+    diff.add_argument("--json", action="store_true", help="the comparison as one JSON document")
+    diff.set_defaults(command=_diff, failure_status=2)  # as diff(1): 1 means "they differ"
 
     trace = commands.add_parser("trace", help="ask Jaeger whether a run's trace arrived")
     trace.add_argument("run", help="run id or a unique prefix")
@@ -219,18 +234,14 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"params   {json.dumps(transcript.params, default=str)}\n")
     out.write("\n")
     for message in transcript.messages or ():
-        out.write(f"[{message.role.value}] {message.text}\n")
+        out.writelines(line + "\n" for line in _message_lines(message))
     if transcript.prompt is not None:
         out.write(f"[prompt] {transcript.prompt}\n")
     if transcript.output is not None:
-        out.write(f"[{transcript.output.role.value}] {transcript.output.text}\n")
-        for call in transcript.output.tool_calls:
-            out.write(f"  -> tool call {call.name}({call.arguments})  id={call.id}\n")
+        out.writelines(line + "\n" for line in _message_lines(transcript.output))
     out.write("\n")
     if transcript.usage is not None:
-        usage = transcript.usage
-        out.write(f"usage    {usage.input_tokens} in, {usage.output_tokens} out")
-        out.write(f", {transcript.tokens} chunks\n")
+        out.write(f"usage    {_usage_text(transcript.usage)}, {transcript.tokens} chunks\n")
     if transcript.failed_attempts:
         failures = ", ".join(
             f"HTTP {a.status_code}" if a.status_code else a.error_type
@@ -258,6 +269,169 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
         if step.error is not None:
             out.write(f"   error {step.error.error_type}: {step.error.message}\n")
     return 0
+
+
+def _message_lines(message: BaseMessage) -> list[str]:
+    """A message as a transcript prints it: its role and text, then one line per tool call."""
+    return [
+        f"[{message.role.value}] {message.text}",
+        *(f"  -> tool call {_tool_call_text(call)}" for call in message.tool_calls),
+    ]
+
+
+def _tool_call_text(call: ToolCall) -> str:
+    return f"{call.name}({call.arguments})  id={call.id}"
+
+
+def _usage_text(usage: Usage) -> str:
+    text = f"{usage.input_tokens} in, {usage.output_tokens} out"
+    if usage.cache_read_input_tokens:
+        text += f" ({usage.cache_read_input_tokens} in read from cache)"
+    return text
+
+
+_CELL = 60
+"""The widest value a diff shows in a side-by-side row; a longer one gets a row of its own."""
+_ASPECT_LABELS = {
+    "duration_s": "duration",
+    "time_to_first_token_s": "first token",
+    "children": "runs inside",
+}
+
+
+def _diff(args: argparse.Namespace, out: TextIO) -> int:
+    with _open_log(args) as log:
+        diff = log.diff(args.run_a, args.run_b)
+    if args.json:
+        import msgspec  # noqa: PLC0415
+
+        out.write(msgspec.json.encode(diff).decode() + "\n")
+    else:
+        runs = [
+            (
+                side,
+                s.run_id,
+                s.status,
+                f"{s.started_at:%Y-%m-%d %H:%M:%S.%f}"[:-3],
+                s.backend,
+                s.node_path,
+            )
+            for side, s in (("A", diff.a), ("B", diff.b))
+        ]
+        _table(out, ("", "RUN", "STATUS", "STARTED (UTC)", "BACKEND", "NODE"), runs)
+        _write_run_diff(out, diff)
+        out.write("\nRun ids, start times, backends, nodes, usage and timings are shown, ")
+        out.write("never counted as differences.\n")
+        verdict = ", ".join(_aspect_label(name) for name in diff.differences)
+        out.write(f"A and B differ in: {verdict}\n" if verdict else "A and B are the same.\n")
+    return 1 if diff.differs else 0
+
+
+def _write_run_diff(out: TextIO, diff: RunDiff, number: str = "") -> None:
+    """One line for the aspects two runs share; those that differ side by side, or as a unified
+    diff when they span lines; the measurements, differences starred; then a scope's runs."""
+    from synthora.storage.diff import MEASURED, OUTCOME, REQUEST  # noqa: PLC0415
+
+    aspects = [(name, diff.aspect(name)) for name in REQUEST + OUTCOME]
+    shared = [
+        _aspect_label(name)
+        for name, sides in aspects
+        if not sides.differs and not _is_empty(sides.a)
+    ]
+    out.write(f"\nthe same  {', '.join(shared) or '-'}\n")
+    if diff.differences:
+        out.write(f"differ    {', '.join(_aspect_label(n) for n in diff.differences)}\n")
+    short: list[tuple[str, str, str]] = []
+    long: list[str] = []
+    for name, sides in aspects:
+        if not sides.differs:
+            continue
+        label = _aspect_label(name)
+        a, b = _aspect_lines(name, sides.a), _aspect_lines(name, sides.b)
+        if len(a) > 1 or len(b) > 1:
+            lines = list(difflib.unified_diff(a, b, f"A {label}", f"B {label}", lineterm=""))
+            long += lines or [f"{label}: the same text; they differ in content parts or names"]
+            long.append("")
+            continue
+        (a_line,), (b_line,) = a or ['""'], b or ['""']
+        if len(a_line) <= _CELL and len(b_line) <= _CELL:
+            short.append((label, a_line, b_line))
+        else:
+            long += [label, f"  A  {a_line}", f"  B  {b_line}", ""]
+    if short:
+        out.write("\n")
+        _table(out, ("", "A", "B"), short)
+    out.write("\n")
+    out.writelines(line + "\n" for line in long)
+    measured = [
+        (
+            "*" if sides.differs else "",
+            _aspect_label(name),
+            " ".join(_aspect_lines(name, sides.a)),
+            " ".join(_aspect_lines(name, sides.b)),
+        )
+        for name in MEASURED
+        for sides in (diff.aspect(name),)
+    ]
+    _table(out, ("", "MEASURED", "A", "B"), measured)
+    _write_scope_pairs(out, diff, number)
+
+
+def _write_scope_pairs(out: TextIO, diff: RunDiff, number: str) -> None:
+    """Two scopes' runs: a pair that is the same in one line, one that differs in full."""
+    pairs, unpaired = diff.children, (("A", diff.only_in_a), ("B", diff.only_in_b))
+    if not pairs and not diff.only_in_a and not diff.only_in_b:
+        return
+    counts = [f"{len(pairs)} paired in the order they started"]
+    counts += [f"{len(runs)} only in {side}" for side, runs in unpaired if runs]
+    out.write(f"\nruns inside: {', '.join(counts)}\n")
+    for position, child in enumerate(pairs, start=1):
+        label = f"{number}.{position}" if number else str(position)
+        out.write(
+            f"\n== {label}  {child.a.operation} {child.a.node_path}  "
+            f"A {child.a.run_id[:SHORT_ID]}  B {child.b.run_id[:SHORT_ID]}"
+        )
+        out.write("\n" if child.differs else "  the same\n")
+        if child.differs:
+            _write_run_diff(out, child, label)
+    for side, runs in unpaired:
+        for summary in runs:
+            out.write(
+                f"\nonly in {side}: {summary.run_id[:SHORT_ID]}  {summary.operation} "
+                f"{summary.node_path}  ({summary.status})\n"
+            )
+
+
+def _aspect_label(name: str) -> str:
+    return _ASPECT_LABELS.get(name, name.replace("_", " "))
+
+
+def _is_empty(value: object) -> bool:
+    return value is None or value in ("", (), [], {})
+
+
+def _aspect_lines(name: str, value: Any) -> list[str]:
+    """An aspect's value as lines: texts line by line, structures as JSON (indented if long)."""
+    if value is None:
+        return ["-"]
+    match name:
+        case "messages":
+            text = "\n".join(line for message in value for line in _message_lines(message))
+        case "tool_calls":
+            text = "\n".join(_tool_call_text(call) for call in value)
+        case "output" | "prompt":
+            text = value if isinstance(value, str) else "\n".join(value)
+        case "params" | "tools":
+            text = json.dumps(value, sort_keys=True, default=str)
+            if len(text) > _CELL:
+                text = json.dumps(value, sort_keys=True, default=str, indent=2)
+        case "usage":
+            text = _usage_text(value)
+        case "duration_s" | "time_to_first_token_s":
+            text = f"{value:.3f}s"
+        case _:
+            text = str(value)
+    return text.splitlines()
 
 
 def _trace(args: argparse.Namespace, out: TextIO) -> int:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import io
+
 from synthora import BaseCallBackHandler, Node, NodeType
+from synthora.cli import main
 from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
 
 API_KEY = "test-key-synthora-do-not-log-4f1c9e"
 AGENT = Node(name="assistant", type=NodeType.AGENT)
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    """Run the command line in this process: its exit status and what it wrote to stdout."""
+    out = io.StringIO()
+    status = main(list(argv), out=out)
+    return status, out.getvalue()
 
 
 class Recorder(BaseCallBackHandler):

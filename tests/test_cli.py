@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -17,18 +16,12 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import synthora.telemetry
-from synthora.cli import main
+from support import cli
 from synthora.storage import EventLog
 from synthora.storage.codec import batch_rows
 from synthora.storage.spool import Spool, default_spool_path
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
-
-
-def cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    status = main(list(argv), out=out)
-    return status, out.getvalue()
 
 
 @pytest.fixture
