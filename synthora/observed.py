@@ -29,6 +29,7 @@ import openai
 from synthora.errors import ConfigurationError
 from synthora.events import Event
 from synthora.models.anthropic_backend import AnthropicBackend
+from synthora.models.attempts import count_openai_attempts
 from synthora.models.base import CallBackHandler, reply_events, request_failed
 from synthora.models.chunks import StreamState
 from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBackend
@@ -44,7 +45,7 @@ from synthora.models.wire_replies import (
     messages_reply,
     responses_reply,
 )
-from synthora.runs import Run
+from synthora.runs import Run, sending
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
@@ -265,6 +266,8 @@ def _install(client: Any, observer: _Observer) -> None:
     asynchronous = inspect.iscoroutinefunction(send)
     wrap = _async_request if asynchronous else _sync_request
     client.request = wrap(send, observer)
+    if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
+        count_openai_attempts(client)  # anthropic's per-attempt hook is made on copies only
     if observer.replay is not None:
         http = client._client
         http.send = (_async_serving if asynchronous else _sync_serving)(http.send)
@@ -287,7 +290,11 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
             return send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         run.emit(call.start)
-        inside, serving = _observing.set(True), _serving.set(call.served)
+        inside, serving, counting = (
+            _observing.set(True),
+            _serving.set(call.served),
+            sending.set(run),
+        )
         try:
             if call.served is not None and call.served.exception is not None:
                 raise call.served.exception
@@ -296,6 +303,7 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
             run.emit(request_failed(run, exc))
             raise
         finally:
+            sending.reset(counting)
             _serving.reset(serving)
             _observing.reset(inside)
         if stream:
@@ -318,7 +326,11 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
             return await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         await run.emit_async(call.start)
-        inside, serving = _observing.set(True), _serving.set(call.served)
+        inside, serving, counting = (
+            _observing.set(True),
+            _serving.set(call.served),
+            sending.set(run),
+        )
         try:
             if call.served is not None and call.served.exception is not None:
                 raise call.served.exception
@@ -327,6 +339,7 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
             await run.emit_async(request_failed(run, exc))
             raise
         finally:
+            sending.reset(counting)
             _serving.reset(serving)
             _observing.reset(inside)
         if stream:

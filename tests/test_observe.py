@@ -268,13 +268,15 @@ def test_a_server_error_is_the_sdks_exception_and_an_error_event(observed, model
 
 
 def test_sdk_retries_stay_inside_one_run(observed, model, events, server):
-    """The SDK's own retries happen inside the observed call: one run, however many attempts."""
+    """The SDK's own retries happen inside the observed call: one run, counting its attempts."""
     client = observed(Behaviour(status=500))
     with pytest.raises(openai.InternalServerError):
         chat(client.with_options(max_retries=2), model)
     attempts = [r for r in server.requests if r.body.get("model") == model]
     assert len(attempts) == 3
     assert [e.kind for e in events] == ["start", "error"]
+    assert events[-1].attempts == 3
+    assert [a.status_code for a in events[-1].failed_attempts] == [500, 500, 500]
 
 
 def test_a_broken_stream_fails_the_run_with_its_partial_output(observed, model, events):

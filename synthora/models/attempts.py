@@ -31,7 +31,7 @@ import openai
 
 from synthora.runs import note_attempt
 
-__all__ = ["counting_anthropic_attempts", "counting_openai_attempts"]
+__all__ = ["count_openai_attempts", "counting_anthropic_attempts", "counting_openai_attempts"]
 
 logger = logging.getLogger("synthora")
 
@@ -45,15 +45,22 @@ def counting_openai_attempts(client: Client) -> Client:
     if not hasattr(original, "_send_request"):
         return client
     try:
-        observed: Any = original.with_options()
+        copy: Any = original.with_options()
     except Exception:
         logger.warning("synthora: cannot copy %r, so its runs' retries are not counted", client)
         return client
-    send = observed._send_request
-    count = _count_async if inspect.iscoroutinefunction(send) else _count
-    observed._send_request = functools.partial(count, call_next=send, failure=_raw_failure)
-    counted: Client = observed
+    count_openai_attempts(copy)
+    counted: Client = copy
     return counted
+
+
+def count_openai_attempts(client: Any) -> None:
+    """Count the attempts of `client` itself (an observed client, `synthora.observe`)."""
+    send = getattr(client, "_send_request", None)
+    if send is None:
+        return
+    count = _count_async if inspect.iscoroutinefunction(send) else _count
+    client._send_request = functools.partial(count, call_next=send, failure=_raw_failure)
 
 
 def counting_anthropic_attempts(
