@@ -6,8 +6,9 @@ holds, equal to what the bus delivered. A token pack is msgpack: the envelope on
 token a timestamp delta and the text, so a token costs its text plus a few bytes.
 
 What cannot be stored as given is stored as close as it can be, never dropped: lone surrogates
-become U+FFFD, NaN becomes null (JSON has neither), and on PostgreSQL a NUL character becomes
-U+FFFD (JSONB cannot hold one).
+become U+FFFD, NaN becomes null (JSON has neither). On PostgreSQL, whose JSONB cannot hold a NUL
+character, a body's strings holding one are stored escaped (`synthora.storage.schema.escape_nul`)
+and read back as they were.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from synthora.events import (
 )
 from synthora.messages import BaseMessage, ToolCall, ToolCallDelta
 from synthora.storage.errors import SchemaVersionError
-from synthora.storage.schema import events, runs
+from synthora.storage.schema import NUL_ESCAPE, escape_nul, events, runs, unescape_nul
 from synthora.types.node import Node
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Unstorable",
     "batch_rows",
     "events_from_row",
+    "json_deserializer",
     "json_serializer",
     "without_content",
 ]
@@ -510,6 +512,11 @@ def json_serializer(dialect: str) -> Callable[[Any], str]:
     return _to_jsonb if dialect == "postgresql" else _to_json
 
 
+def json_deserializer(dialect: str) -> Callable[[str | bytes], Any]:
+    """The engine's JSON decoder, which undoes what `json_serializer` escaped."""
+    return _from_jsonb if dialect == "postgresql" else msgspec.json.decode
+
+
 def _to_json(value: Any) -> str:
     try:
         return msgspec.json.encode(value).decode()
@@ -519,17 +526,40 @@ def _to_json(value: Any) -> str:
 
 def _to_jsonb(value: Any) -> str:
     text = _to_json(value)
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+    # JSON writes NUL as \u0000, a text found also in a user's literal "\u0000" (written
+    # \\u0000), which escape_nul leaves as it is
+    if "\\u0000" in text or NUL_ESCAPE in text:
+        return _to_json(_each_string(value, escape_nul))
+    return text
+
+
+_ESCAPE_BYTES = NUL_ESCAPE.encode()
+
+
+def _from_jsonb(data: str | bytes) -> Any:
+    """psycopg hands over bytes; other drivers may hand over text."""
+    value = msgspec.json.decode(data)
+    escaped = _ESCAPE_BYTES in data if isinstance(data, bytes) else NUL_ESCAPE in data
+    return _each_string(value, unescape_nul) if escaped else value
 
 
 def _sanitized(value: Any) -> Any:
     """A copy whose strings are valid UTF-8 (lone surrogates replaced)."""
+    return _each_string(value, _valid_utf8)
+
+
+def _valid_utf8(text: str) -> str:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _each_string(value: Any, change: Callable[[str], str]) -> Any:
+    """A copy of `value` (as builtins) with `change` applied to every string, keys included."""
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return change(value)
     if isinstance(value, msgspec.Struct):
-        return _sanitized(msgspec.to_builtins(value))
+        return _each_string(msgspec.to_builtins(value), change)
     if isinstance(value, Mapping):
-        return {_sanitized(k): _sanitized(v) for k, v in value.items()}
+        return {_each_string(k, change): _each_string(v, change) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_sanitized(v) for v in value]
+        return [_each_string(v, change) for v in value]
     return value

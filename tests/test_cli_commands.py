@@ -195,15 +195,29 @@ def test_prune_on_a_damaged_database_is_one_line(stored, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("config", "prompt"),
+    [
+        pytest.param(
+            {"top_p": 0.9, "temperature": 0.5, "metadata": {"zz": "1", "a": "2"}, "seed": 7},
+            "key order",
+            id="key-order",
+        ),
+        pytest.param(
+            {"user": "a\x00b", "metadata": {"\x00": "\\u0000 \uffff0"}},
+            "NUL \x00, literal \\u0000, U+FFFF \uffff",
+            id="nul-and-lookalikes",
+        ),
+    ],
+)
 def test_the_same_runs_export_the_same_bytes_from_any_database(
-    tmp_path, make_backend, postgres_url
+    tmp_path, make_backend, postgres_url, config, prompt
 ):
-    """Parameters whose key order JSONB would change: SQLite and PostgreSQL export alike."""
+    """What JSONB would change (key order, NUL): SQLite and PostgreSQL export alike."""
     sqlite_url = f"sqlite:///{tmp_path / 'params.db'}"
-    config = {"top_p": 0.9, "temperature": 0.5, "metadata": {"zz": "1", "a": "2"}, "seed": 7}
     with EventLog(sqlite_url) as log:
         log.attach()
-        make_backend(config=config).run("key order")
+        make_backend(config=config).run(prompt)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     assert synthora("--db", sqlite_url, "export", "-o", str(first), cwd=tmp_path).returncode == 0
     assert synthora("--db", postgres_url, "import", str(first), cwd=tmp_path).returncode == 0

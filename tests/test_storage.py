@@ -266,15 +266,50 @@ def test_failing_redact_hook_stores_no_content(log_url, make_backend, caplog):
 
 
 def test_unencodable_payloads_are_stored_as_close_as_possible(log, make_backend):
-    """A NUL character and a lone surrogate are stored as near as JSON allows; no run is lost."""
-    make_backend(config={"user": "a\x00b"}).run("nul")
+    """A lone surrogate is stored as near as JSON allows; no run is lost."""
     with pytest.raises(UnicodeEncodeError):  # the SDK cannot send it either
         make_backend().run([user("bad \ud800 text")])
-    nul, surrogate = sorted(log.runs(), key=lambda s: s.started_at)
-    assert nul.status == "ok"
-    assert next(log.events(nul.run_id)).params["user"] in ("a\x00b", "a\ufffdb")
+    (surrogate,) = log.runs()
     assert surrogate.status == "error"
     assert next(log.events(surrogate.run_id)).messages == (user("bad \ufffd text"),)
+
+
+TRICKY = "a NUL \x00, a literal \\u0000, U+FFFF \uffff and \uffff0, \\\x00 \uffff"
+"""Text PostgreSQL cannot hold as given, and the text its escaping could be mistaken for."""
+
+
+def test_nul_and_its_lookalikes_read_back_exactly(log, make_backend):
+    """A NUL, the literal text \\u0000 and U+FFFF, in a node name, parameters, prompt, streamed
+    text and an error message: every event and every run summary reads back as it was sent."""
+    node = Node(name=f"planner {TRICKY}", type=NodeType.AGENT)
+    with capture_events() as captured, scope(node):
+        streamed = make_backend(
+            stream=True,
+            config={"user": TRICKY, "metadata": {TRICKY: TRICKY}},
+            behaviour=Behaviour(tokens=(TRICKY, " and ", TRICKY)),
+        )
+        assert "".join(chunk.content for chunk in streamed.run([user(TRICKY)]))
+        failing = make_backend(behaviour=Behaviour(status=500, error_message=TRICKY))
+        with pytest.raises(openai.InternalServerError):
+            failing.run(TRICKY)
+    assert_stored_exactly(log, captured)
+    (agent,) = log.runs(node=node.name)
+    assert agent.node_name == node.name
+    assert len(list(log.runs(node=node.path))) == 3
+    (failed,) = log.runs(errors_only=True)
+    assert TRICKY in failed.error_message
+    assert failed.error_message == captured[-2].message
+
+
+def test_a_column_long_name_ending_in_nul_still_fits(log, make_backend):
+    """A node name as long as its column, ending in NUL (longer once escaped): the run is
+    stored whole; the summary's name is cut to fit, as any over-long name is."""
+    node = Node(name="n" * 199 + "\x00", type=NodeType.TOOL)
+    with capture_events() as captured, scope(node):
+        make_backend().run("long name")
+    assert_stored_exactly(log, captured)
+    tool = next(s for s in log.runs() if s.operation == "execute_tool")
+    assert tool.node_name in (node.name, "n" * 199)
 
 
 def test_run_the_sdk_cannot_send_is_still_stored(log, make_backend):
