@@ -4,7 +4,12 @@
 and ``follow`` read it back. See `synthora.storage.log`.
 """
 
-from synthora.storage.errors import RunNotFoundError, SchemaVersionError, StorageError
+from synthora.storage.errors import (
+    RunNotFoundError,
+    SchemaVersionError,
+    StorageError,
+    UnstorableEventsError,
+)
 from synthora.storage.log import DEFAULT_URL, EventLog, RunSummary, Transcript
 from synthora.storage.replay import ReplayBackend, ReplayedError, ReplayMissError
 from synthora.storage.writer import LogHealth
@@ -21,4 +26,5 @@ __all__ = [
     "SchemaVersionError",
     "StorageError",
     "Transcript",
+    "UnstorableEventsError",
 ]

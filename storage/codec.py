@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, assert_never
 
 import msgspec
-from sqlalchemy import Integer, String, Table
+from sqlalchemy import BigInteger, Integer, String, Table
+from sqlalchemy.types import TypeEngine
 
 from synthora.events import (
     EVENT_SCHEMA_VERSION,
@@ -311,10 +312,24 @@ def _count_columns(table: Table) -> tuple[str, ...]:
     )
 
 
+_INT4 = range(-(2**31), 2**31)
+_INT8 = range(-(2**63), 2**63)
+
+
+def _integer_ranges(table: Table) -> tuple[tuple[str, range], ...]:
+    """The non-null integer columns of `table` a row gives, with the values each can hold."""
+    sizes: dict[type[TypeEngine[int]], range] = {Integer: _INT4, BigInteger: _INT8}
+    return tuple(
+        (column.name, sizes[type(column.type)])
+        for column in table.c
+        if type(column.type) in sizes and not column.nullable and not column.primary_key
+    )
+
+
 _EVENT_TEXTS = _text_limits(events)
+_EVENT_INTEGERS = _integer_ranges(events)
 _RUN_TEXTS = _text_limits(runs)
 _RUN_COUNTS = _count_columns(runs)
-_INT4 = range(-(2**31), 2**31)
 
 
 def _fitted(
@@ -332,6 +347,14 @@ def _fitted(
         if value is not None and value not in _INT4:
             row[name] = None
     return row
+
+
+def _check_integers(row: dict[str, Any]) -> None:
+    """Raise OverflowError if an event row's seq or timestamp does not fit its column, which
+    only a hand-made event's can fail to do (an edited export, say)."""
+    for name, bounds in _EVENT_INTEGERS:
+        if row[name] not in bounds:
+            raise OverflowError(f"{name} {row[name]} is beyond what the log can store")
 
 
 def _upcast(body: dict[str, Any], version: int) -> dict[str, Any]:
@@ -369,7 +392,7 @@ def _event_row(
 ) -> dict[str, Any]:
     """A ``synthora_events`` row: `event`'s envelope, from its seq to `last_seq`."""
     name, type_, path = _node_columns(event.node)
-    return _fitted(
+    row = _fitted(
         {
             "run_id": event.run_id,
             "seq": event.seq,
@@ -389,6 +412,8 @@ def _event_row(
         },
         _EVENT_TEXTS,
     )
+    _check_integers(row)
+    return row
 
 
 def _utc(ns: int) -> datetime.datetime:

@@ -22,6 +22,7 @@ from synthora.storage import EventLog, RunNotFoundError, SchemaVersionError, Sto
 from synthora.storage.codec import batch_rows
 from synthora.storage.schema import events as events_table
 from synthora.storage.statements import WriteStatements
+from synthora.storage.transfer import ImportReport, import_runs
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -457,3 +458,25 @@ def test_an_agent_conversation_rebuilt(log, make_backend):
     texts = [s.messages[0].text for s in steps if s.messages]
     assert texts == ["first step", "inside the tool", "last step"]
     assert all(s.output is not None for s in steps if s.run.operation == "chat")
+
+
+def test_import_completes_a_run_stored_while_it_was_running(log_url, make_backend, tmp_path):
+    """A run stored only up to a token (its process died) is completed by importing an export
+    of the whole run; an edited copy of it is refused, and the stored run kept as it is."""
+    with capture_events() as captured:
+        list(make_backend(stream=True).run("words to stream"))
+    exported = [msgspec.json.encode(event.to_dict()) for event in captured]
+    edited = [*exported[:-1], exported[-1].replace(b'"stop"', b'"length"')]
+    with EventLog(log_url) as log:
+        log.write(captured[:2])
+        assert next(log.runs()).status == "running"
+        assert import_runs(log, exported) == ImportReport(1, 0, ())
+        assert list(log.events(captured[0].run_id)) == captured
+        report = import_runs(log, edited)
+        assert list(log.events(captured[0].run_id)) == captured
+    assert report.imported == 0
+    (refusal,) = report.refused
+    assert (refusal.reason, refusal.first_line) == (
+        "a conflict with the stored run of the same id",
+        len(exported),
+    )
