@@ -14,6 +14,7 @@ off the wire and decoded with msgspec (`MessagesStreamState`), as the OpenAI wir
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -28,6 +29,7 @@ from synthora.models.chunks import (
     MessagesStreamState,
     messages_usage,
 )
+from synthora.models.loops import LoopClients
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
 from synthora.models.sse_stream import AsyncSSESource, SSESource
@@ -88,6 +90,7 @@ class AnthropicBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
+        self._async_clients = LoopClients(async_client)
         self._anthropic = _sdk()
         self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
@@ -127,7 +130,7 @@ class AnthropicBackend(BaseModelBackend):
         }
         if timeout is not None:
             options["timeout"] = timeout
-        return cls(
+        backend = cls(
             model_type=model_type,
             source=source,
             config=config,
@@ -138,6 +141,10 @@ class AnthropicBackend(BaseModelBackend):
             stream=stream,
             durable_timeout=durable_timeout,
         )
+        backend._async_clients = LoopClients(
+            backend.async_client, functools.partial(anthropic.AsyncAnthropic, **options)
+        )
+        return backend
 
     # -- the wire ------------------------------------------------------------------------------
 
@@ -145,7 +152,8 @@ class AnthropicBackend(BaseModelBackend):
         return _reply(self.client.messages.create(**self._sdk_request(request)))
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return _reply(await self.async_client.messages.create(**self._sdk_request(request)))
+        client = await self._async_clients.get()
+        return _reply(await client.messages.create(**self._sdk_request(request)))
 
     def _open_stream(self, run: Run, request: ModelRequest) -> SSESource:
         streaming = self.client.messages.with_streaming_response
@@ -154,7 +162,8 @@ class AnthropicBackend(BaseModelBackend):
         return SSESource(response, state)
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSSESource:
-        streaming = self.async_client.messages.with_streaming_response
+        client = await self._async_clients.get()
+        streaming = client.messages.with_streaming_response
         response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
         state = MessagesStreamState(run.run_id, response.http_request, self._anthropic)
         return AsyncSSESource(response, state)
