@@ -5,7 +5,12 @@
 """
 
 from synthora.storage.diff import RunDiff
-from synthora.storage.errors import RunNotFoundError, SchemaVersionError, StorageError
+from synthora.storage.errors import (
+    RunNotFoundError,
+    SchemaVersionError,
+    StorageError,
+    UnstorableEventsError,
+)
 from synthora.storage.log import DEFAULT_URL, EventLog, RunSummary, Transcript
 from synthora.storage.replay import ReplayBackend, ReplayedError, ReplayMissError
 from synthora.storage.writer import LogHealth
@@ -23,4 +28,5 @@ __all__ = [
     "SchemaVersionError",
     "StorageError",
     "Transcript",
+    "UnstorableEventsError",
 ]

@@ -6,8 +6,9 @@ holds, equal to what the bus delivered. A token pack is msgpack: the envelope on
 token a timestamp delta and the text, so a token costs its text plus a few bytes.
 
 What cannot be stored as given is stored as close as it can be, never dropped: lone surrogates
-become U+FFFD, NaN becomes null (JSON has neither), and on PostgreSQL a NUL character becomes
-U+FFFD (JSONB cannot hold one).
+become U+FFFD, NaN becomes null (JSON has neither). On PostgreSQL, whose JSONB cannot hold a NUL
+character, a body's strings holding one are stored escaped (`synthora.storage.schema.escape_nul`)
+and read back as they were.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, assert_never
 
 import msgspec
-from sqlalchemy import Integer, String, Table
+from sqlalchemy import BigInteger, Integer, String, Table
+from sqlalchemy.types import TypeEngine
 
 from synthora.events import (
     EVENT_SCHEMA_VERSION,
@@ -33,7 +35,7 @@ from synthora.events import (
 from synthora.messages import BaseMessage, ToolCall, ToolCallDelta
 from synthora.runs import INTERRUPTED, TRUNCATED
 from synthora.storage.errors import SchemaVersionError
-from synthora.storage.schema import events, runs
+from synthora.storage.schema import NUL_ESCAPE, escape_nul, events, runs, unescape_nul
 from synthora.types.node import Node
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Unstorable",
     "batch_rows",
     "events_from_row",
+    "json_deserializer",
     "json_serializer",
     "without_content",
 ]
@@ -308,10 +311,24 @@ def _count_columns(table: Table) -> tuple[str, ...]:
     )
 
 
+_INT4 = range(-(2**31), 2**31)
+_INT8 = range(-(2**63), 2**63)
+
+
+def _integer_ranges(table: Table) -> tuple[tuple[str, range], ...]:
+    """The non-null integer columns of `table` a row gives, with the values each can hold."""
+    sizes: dict[type[TypeEngine[int]], range] = {Integer: _INT4, BigInteger: _INT8}
+    return tuple(
+        (column.name, sizes[type(column.type)])
+        for column in table.c
+        if type(column.type) in sizes and not column.nullable and not column.primary_key
+    )
+
+
 _EVENT_TEXTS = _text_limits(events)
+_EVENT_INTEGERS = _integer_ranges(events)
 _RUN_TEXTS = _text_limits(runs)
 _RUN_COUNTS = _count_columns(runs)
-_INT4 = range(-(2**31), 2**31)
 
 
 def _fitted(
@@ -329,6 +346,14 @@ def _fitted(
         if value is not None and value not in _INT4:
             row[name] = None
     return row
+
+
+def _check_integers(row: dict[str, Any]) -> None:
+    """Raise OverflowError if an event row's seq or timestamp does not fit its column, which
+    only a hand-made event's can fail to do (an edited export, say)."""
+    for name, bounds in _EVENT_INTEGERS:
+        if row[name] not in bounds:
+            raise OverflowError(f"{name} {row[name]} is beyond what the log can store")
 
 
 def _upcast(body: dict[str, Any], version: int) -> dict[str, Any]:
@@ -366,7 +391,7 @@ def _event_row(
 ) -> dict[str, Any]:
     """A ``synthora_events`` row: `event`'s envelope, from its seq to `last_seq`."""
     name, type_, path = _node_columns(event.node)
-    return _fitted(
+    row = _fitted(
         {
             "run_id": event.run_id,
             "seq": event.seq,
@@ -386,6 +411,8 @@ def _event_row(
         },
         _EVENT_TEXTS,
     )
+    _check_integers(row)
+    return row
 
 
 def _utc(ns: int) -> datetime.datetime:
@@ -517,6 +544,11 @@ def json_serializer(dialect: str) -> Callable[[Any], str]:
     return _to_jsonb if dialect == "postgresql" else _to_json
 
 
+def json_deserializer(dialect: str) -> Callable[[str | bytes], Any]:
+    """The engine's JSON decoder, which undoes what `json_serializer` escaped."""
+    return _from_jsonb if dialect == "postgresql" else msgspec.json.decode
+
+
 def _to_json(value: Any) -> str:
     try:
         return msgspec.json.encode(value).decode()
@@ -526,17 +558,40 @@ def _to_json(value: Any) -> str:
 
 def _to_jsonb(value: Any) -> str:
     text = _to_json(value)
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+    # JSON writes NUL as \u0000, a text found also in a user's literal "\u0000" (written
+    # \\u0000), which escape_nul leaves as it is
+    if "\\u0000" in text or NUL_ESCAPE in text:
+        return _to_json(_each_string(value, escape_nul))
+    return text
+
+
+_ESCAPE_BYTES = NUL_ESCAPE.encode()
+
+
+def _from_jsonb(data: str | bytes) -> Any:
+    """psycopg hands over bytes; other drivers may hand over text."""
+    value = msgspec.json.decode(data)
+    escaped = _ESCAPE_BYTES in data if isinstance(data, bytes) else NUL_ESCAPE in data
+    return _each_string(value, unescape_nul) if escaped else value
 
 
 def _sanitized(value: Any) -> Any:
     """A copy whose strings are valid UTF-8 (lone surrogates replaced)."""
+    return _each_string(value, _valid_utf8)
+
+
+def _valid_utf8(text: str) -> str:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _each_string(value: Any, change: Callable[[str], str]) -> Any:
+    """A copy of `value` (as builtins) with `change` applied to every string, keys included."""
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return change(value)
     if isinstance(value, msgspec.Struct):
-        return _sanitized(msgspec.to_builtins(value))
+        return _each_string(msgspec.to_builtins(value), change)
     if isinstance(value, Mapping):
-        return {_sanitized(k): _sanitized(v) for k, v in value.items()}
+        return {_each_string(k, change): _each_string(v, change) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_sanitized(v) for v in value]
+        return [_each_string(v, change) for v in value]
     return value

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import msgspec
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from synthora.storage.codec import json_serializer
+from synthora.storage.codec import json_deserializer, json_serializer
 from synthora.storage.errors import StorageError
 
 __all__ = ["Durability", "make_engines", "safe_url"]
@@ -55,14 +54,14 @@ def make_engines(url: str, durability: Durability) -> tuple[Engine, Engine]:
         ) from exc
     if durability not in ("normal", "full"):
         raise StorageError(f"durability must be 'normal' or 'full', not {durability!r}")
-    serializer = json_serializer(parsed.get_backend_name())
+    backend = parsed.get_backend_name()
     options: dict[str, Any] = {
-        "json_serializer": serializer,
-        "json_deserializer": msgspec.json.decode,
+        "json_serializer": json_serializer(backend),
+        "json_deserializer": json_deserializer(backend),
     }
     try:
-        if parsed.get_backend_name() != "sqlite":
-            if parsed.get_backend_name() == "postgresql":
+        if backend != "sqlite":
+            if backend == "postgresql":
                 timeouts = {k: v for k, v in _SERVER_TIMEOUTS.items() if k not in parsed.query}
                 options["connect_args"] = timeouts
             engine = create_engine(parsed, pool_pre_ping=True, **options)

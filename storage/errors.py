@@ -3,7 +3,8 @@
     SynthoraError
      └── StorageError              (the log cannot be opened or used: bad URL, unwritable path)
           ├── SchemaVersionError   (the database was written by a newer Synthora)
-          └── RunNotFoundError     (no stored run has that id or prefix; also a KeyError)
+          ├── RunNotFoundError     (no stored run has that id or prefix; also a KeyError)
+          └── UnstorableEventsError (`EventLog.write` was given events it cannot store as given)
 
 Driver errors are translated at the boundary (``raise StorageError(...) from exc``) and never
 carry the database password.
@@ -11,9 +12,15 @@ carry the database password.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from synthora.errors import SynthoraError
 
-__all__ = ["RunNotFoundError", "SchemaVersionError", "StorageError"]
+if TYPE_CHECKING:
+    from synthora.storage.codec import Unstorable
+
+__all__ = ["RunNotFoundError", "SchemaVersionError", "StorageError", "UnstorableEventsError"]
 
 
 class StorageError(SynthoraError):
@@ -29,3 +36,16 @@ class RunNotFoundError(StorageError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "run not found"
+
+
+class UnstorableEventsError(StorageError):
+    """Events that cannot be stored as given (a seq or timestamp beyond its column, say), each
+    with the reason in ``unstorable``; none of the events given with them was written."""
+
+    def __init__(self, unstorable: Sequence[Unstorable]) -> None:
+        first = unstorable[0]
+        super().__init__(
+            f"{len(unstorable)} events cannot be stored as given, none was written; the first, "
+            f"seq {first.event.seq} of run {first.event.run_id}: {first.error}"
+        )
+        self.unstorable = tuple(unstorable)

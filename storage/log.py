@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, assert_never
 
@@ -43,10 +43,10 @@ from synthora.events import (
 )
 from synthora.messages import BaseMessage, assistant
 from synthora.models.streams import close_abandoned_streams
-from synthora.storage.codec import batch_rows, events_from_row, without_content
+from synthora.storage.codec import RunRows, batch_rows, events_from_row, without_content
 from synthora.storage.diff import RunDiff, RunTree, compare
 from synthora.storage.engines import Durability, make_engines, safe_url
-from synthora.storage.errors import RunNotFoundError, StorageError
+from synthora.storage.errors import RunNotFoundError, StorageError, UnstorableEventsError
 from synthora.storage.migrate import upgrade
 from synthora.storage.projections import RunSummary, Transcript
 from synthora.storage.schema import events, runs
@@ -299,6 +299,20 @@ class EventLog:
         if not found:
             raise RunNotFoundError(f"no events stored for run {run_id!r}")
 
+    def _events_by_run(self, run_ids: Sequence[str]) -> dict[str, list[Event]]:
+        """The events stored for each of `run_ids` that has any, in seq order, read in a few
+        queries however many runs are asked for (an import compares every run it brings)."""
+        found: dict[str, list[Event]] = {}
+        for start in range(0, len(run_ids), _READ_BUFFER):
+            query = (
+                select(events)
+                .where(events.c.run_id.in_(run_ids[start : start + _READ_BUFFER]))
+                .order_by(events.c.run_id, events.c.seq)
+            )
+            for row in self._stream(query):
+                found.setdefault(row["run_id"], []).extend(events_from_row(row))
+        return found
+
     def follow(
         self,
         after: int = 0,
@@ -386,18 +400,27 @@ class EventLog:
         return stored
 
     def write(self, events: Iterable[Event]) -> None:
-        """Store `events` now, in the caller's thread (an import): idempotent, in batches."""
+        """Store `events` now, in the caller's thread (an import): idempotent, a transaction for
+        every few thousand. Raises `UnstorableEventsError`, having written none of them, if any
+        cannot be stored as given."""
+        batches: list[RunRows] = []
         batch: list[Event] = []
         for event in events:
-            batch.append(event)
+            prepared = self._prepare(event)
+            if prepared is not None:
+                batch.append(prepared)
             if len(batch) >= _WRITE_BATCH:
-                self._write_now(batch)
+                batches.append(batch_rows(batch))
                 batch = []
         if batch:
-            self._write_now(batch)
+            batches.append(batch_rows(batch))
+        unstorable = [found for rows in batches for found in rows.unstorable]
+        if unstorable:
+            raise UnstorableEventsError(unstorable)
+        for rows in batches:
+            self._write_now(rows)
 
-    def _write_now(self, batch: list[Event]) -> None:
-        rows = batch_rows(p for e in batch if (p := self._prepare(e)) is not None)
+    def _write_now(self, rows: RunRows) -> None:
         dbapi = self._writer_engine.dialect.loaded_dbapi
         try:
             connection = self._writer_engine.raw_connection()

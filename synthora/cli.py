@@ -31,8 +31,6 @@ __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
-_IMPORT_BATCH = 5000
-
 SHORT_ID = 23
 """How much of a run id the tables show: past its UUIDv7 millisecond timestamp (13 characters)
 into 28 random bits, since runs started in the same millisecond share the timestamp."""
@@ -490,33 +488,47 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
             partial.replace(destination)
         finally:
             partial.unlink(missing_ok=True)
-    print(f"\rexported {count} runs to {args.output}", file=sys.stderr)
+    print(f"exported {count} runs to {args.output}", file=sys.stderr)
     return 0
 
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:
-    from synthora.storage.transfer import read_events  # noqa: PLC0415
+    from synthora.storage.transfer import import_events, read_events  # noqa: PLC0415
 
     if args.file == "-":
-        lines = sys.stdin.read().splitlines()
+        data = sys.stdin.buffer.read()
     else:
-        with open(args.file, encoding="utf-8") as source:
-            lines = source.read().splitlines()
-    events = read_events(lines)  # every line checked before the database is touched
-    runs: dict[str, list[Any]] = {}
-    for event in events:
-        runs.setdefault(event.run_id, []).append(event)
-    progress = _progress("imported", len(runs))
-    batch: list[Any] = []
+        with open(args.file, "rb") as source:
+            data = source.read()
+    events = read_events(data.splitlines())  # every line checked before the database is touched
     with _open_log(args, create=True) as log:
-        for done, run_events in enumerate(runs.values(), start=1):
-            batch.extend(run_events)
-            if len(batch) >= _IMPORT_BATCH or done == len(runs):
-                log.write(batch)
-                batch = []
-                progress(done)
-    out.write(f"imported {len(runs)} runs into {log.url}\n")
-    return 0
+        report = import_events(log, events, lambda done, total: _progress("imported", total)(done))
+    again = (
+        f" ({report.already_stored} already stored as they are)" if report.already_stored else ""
+    )
+    out.write(f"imported {_runs_count(report.imported)} into {_shown(log)}{again}\n")
+    if not report.refused:
+        return 0
+    reasons = "; ".join(
+        f"{refusal.reason} ({_runs_count(refusal.runs)}; first at line {refusal.first_line}: "
+        f"{refusal.detail})"
+        for refusal in report.refused
+    )
+    refused = sum(refusal.runs for refusal in report.refused)
+    raise _Failure(
+        f"{_runs_count(refused)} not imported (stored runs left as they were): {reasons}"
+    )
+
+
+def _shown(log: EventLog) -> str:
+    """The log's URL as output may show it: without its password."""
+    from synthora.storage.engines import safe_url  # noqa: PLC0415
+
+    return safe_url(log.url)
+
+
+def _runs_count(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def _prune(args: argparse.Namespace, out: TextIO) -> int:
@@ -537,7 +549,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from synthora.storage.transfer import import_runs  # noqa: PLC0415
 
     _trace_to_console_or_collector()
-    recording = files("synthora").joinpath("demo.jsonl").read_text(encoding="utf-8")
+    recording = files("synthora").joinpath("demo.jsonl").read_bytes()
     with (
         tempfile.TemporaryDirectory() as folder,
         EventLog(f"sqlite:///{folder}/demo-recording.db") as recorded,
@@ -557,9 +569,9 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
             )
             converse(backend)
             log.flush()
-            url = log.url
+            url, shown = log.url, _shown(log)
     synthora.telemetry.uninstrument()
-    out.write(f"\nStored in {url}; `synthora runs`:\n\n")
+    out.write(f"\nStored in {shown}; `synthora runs`:\n\n")
     out.flush()
     return _runs(_parser().parse_args(["--db", url, "runs", "--limit", "5"]), out)
 
@@ -568,7 +580,7 @@ def _migrate(args: argparse.Namespace, out: TextIO) -> int:
     from synthora.storage.schema import SCHEMA_REVISION  # noqa: PLC0415
 
     with _open_log(args, create=True) as log:  # opening a log migrates it
-        out.write(f"{log.url} is at schema revision {SCHEMA_REVISION}\n")
+        out.write(f"{_shown(log)} is at schema revision {SCHEMA_REVISION}\n")
     return 0
 
 
@@ -587,7 +599,6 @@ def _doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _check_log(args: argparse.Namespace) -> tuple[bool, str]:
-    from synthora.storage.engines import safe_url  # noqa: PLC0415
     from synthora.storage.schema import SCHEMA_REVISION  # noqa: PLC0415
 
     try:
@@ -597,7 +608,7 @@ def _check_log(args: argparse.Namespace) -> tuple[bool, str]:
             stored = "runs stored" if any(True for _ in log.runs(limit=1)) else "no runs yet"
     except SynthoraError as error:
         return False, f"event log: {error}"
-    line = f"event log {safe_url(log.url)}: schema {SCHEMA_REVISION}, {stored}"
+    line = f"event log {_shown(log)}: schema {SCHEMA_REVISION}, {stored}"
     if health.stored:
         line += f", {health.stored} spooled events forwarded from {health.spool}"
     if health.spooled:
@@ -687,11 +698,13 @@ def _trace_to_console_or_collector() -> None:
 
 
 def _progress(verb: str, total: int) -> Callable[[int], None]:
-    """A one-line progress counter on stderr, for operations over many runs."""
+    """A one-line progress counter on stderr, for operations over many runs; the line is
+    ended when the count is, so what is printed next starts a line of its own."""
 
     def report(done: int) -> None:
         if total >= 20 and (done % max(1, total // 100) == 0 or done == total):
-            print(f"\r{verb} {done}/{total} runs", end="", file=sys.stderr, flush=True)
+            end = "\n" if done == total else ""
+            print(f"\r{verb} {done}/{total} runs", end=end, file=sys.stderr, flush=True)
 
     return report
 

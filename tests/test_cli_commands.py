@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
+from sqlalchemy import make_url
 
 from synthora import Node, NodeType, scope
 from synthora.events import EndEvent, StartEvent
@@ -195,17 +198,144 @@ def test_prune_on_a_damaged_database_is_one_line(stored, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("config", "prompt"),
+    [
+        pytest.param(
+            {"top_p": 0.9, "temperature": 0.5, "metadata": {"zz": "1", "a": "2"}, "seed": 7},
+            "key order",
+            id="key-order",
+        ),
+        pytest.param(
+            {"user": "a\x00b", "metadata": {"\x00": "\\u0000 \uffff0"}},
+            "NUL \x00, literal \\u0000, U+FFFF \uffff",
+            id="nul-and-lookalikes",
+        ),
+    ],
+)
 def test_the_same_runs_export_the_same_bytes_from_any_database(
-    tmp_path, make_backend, postgres_url
+    tmp_path, make_backend, postgres_url, config, prompt
 ):
-    """Parameters whose key order JSONB would change: SQLite and PostgreSQL export alike."""
+    """What JSONB would change (key order, NUL): SQLite and PostgreSQL export alike."""
     sqlite_url = f"sqlite:///{tmp_path / 'params.db'}"
-    config = {"top_p": 0.9, "temperature": 0.5, "metadata": {"zz": "1", "a": "2"}, "seed": 7}
     with EventLog(sqlite_url) as log:
         log.attach()
-        make_backend(config=config).run("key order")
+        make_backend(config=config).run(prompt)
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     assert synthora("--db", sqlite_url, "export", "-o", str(first), cwd=tmp_path).returncode == 0
     assert synthora("--db", postgres_url, "import", str(first), cwd=tmp_path).returncode == 0
     assert synthora("--db", postgres_url, "export", "-o", str(second), cwd=tmp_path).returncode == 0
     assert first.read_bytes() == second.read_bytes()
+
+
+def export_lines(url: str, cwd: Path) -> list[dict[str, Any]]:
+    done = synthora("--db", url, "export", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def write_lines(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(event, sort_keys=True) + "\n" for event in events))
+    return path
+
+
+def as_run(events: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    return [{**event, "run_id": run_id} for event in events]
+
+
+def test_import_keeps_the_stored_runs_and_refuses_broken_ones(stored, tmp_path):
+    """An edited run that conflicts with the stored one, a seq gap, a negative seq, an end with
+    no start: each refused and counted with its first line, exit 1; the good runs are imported
+    and nothing stored changes. The same file imported twice is fine."""
+    original = export_lines(stored, tmp_path)
+    same = synthora("--db", stored, "import", str(write_lines(tmp_path / "same.jsonl", original)),
+                    cwd=tmp_path)  # fmt: skip
+    assert (same.returncode, same.stderr) == (0, "")
+    assert "imported 3 runs" in same.stdout
+    assert "3 already stored as they are" in same.stdout
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for event in original:
+        runs.setdefault(event["run_id"], []).append(event)
+    streamed = next(run for run in runs.values() if run[0]["stream"])
+    plain = next(run for run in runs.values() if not run[0]["stream"] and run[-1]["kind"] == "end")
+    edited = [*plain[:-1], {**plain[-1], "finish_reason": "length"}]
+    negative = as_run(plain, "negative")
+    negative[0] = {**negative[0], "seq": -1}
+    lines = [
+        *streamed,  # lines 1-: already stored
+        *edited,  # conflicts with the stored run at its end event
+        *as_run(streamed[:2] + streamed[3:], "gap"),
+        *as_run(plain[1:], "no-start"),
+        *negative,
+        *as_run(plain, "new"),
+    ]
+    conflict_line = len(streamed) + len(edited)
+    gap_line = conflict_line + 3
+    done = synthora("--db", stored, "import", str(write_lines(tmp_path / "edited.jsonl", lines)),
+                    cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    assert "imported 2 runs" in done.stdout
+    assert "1 already stored as they are" in done.stdout
+    (message,) = done.stderr.splitlines()
+    assert message.startswith("synthora: 4 runs not imported (stored runs left as they were): ")
+    assert f"a conflict with the stored run of the same id (1 run; first at line {conflict_line}:" \
+        in message  # fmt: skip
+    assert f"a gap in its seq (1 run; first at line {gap_line}: seq 3 where 2 is due)" in message
+    assert "no start event (1 run; first at line" in message
+    assert "a negative seq (1 run; first at line" in message
+    with EventLog(stored) as log:
+        ids = {summary.run_id for summary in log.runs()}
+    assert ids == {*runs, "new"}
+    assert [e for e in export_lines(stored, tmp_path) if e["run_id"] != "new"] == original
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        pytest.param(lambda line: line[:20] + b"\xff\xfe" + line[20:], "Invalid UTF-8",
+                     id="not-utf8"),
+        pytest.param(lambda line: line.replace(b'"seq":1', b'"seq":%d' % 2**70),
+                     "seq 1180591620717411303424 where 1 is due",
+                     id="seq-2**70"),
+        pytest.param(lambda line: line.replace(b'"ts":', b'"ts":%d' % 2**70 + b"0"),
+                     "is beyond what the log can store", id="ts-2**70"),
+    ],
+)  # fmt: skip
+def test_import_of_a_damaged_line_is_one_line(stored, tmp_path, damage, message):
+    """A line that is not UTF-8, or a number too large to store: one line naming the line,
+    a non-zero exit, no traceback."""
+    lines = synthora("--db", stored, "export", cwd=tmp_path).stdout.encode().splitlines()
+    lines[1] = damage(lines[1])
+    (tmp_path / "damaged.jsonl").write_bytes(b"\n".join(lines))
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    done = synthora("--db", target, "import", str(tmp_path / "damaged.jsonl"), cwd=tmp_path)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("synthora: ")
+    assert "line 2" in line
+    assert message in line
+
+
+def test_import_keeps_text_with_unicode_line_separators(tmp_path, make_backend):
+    """Text holding U+2028, U+2029 or NEL (raw in JSON) survives export and import."""
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    with EventLog(source) as log:
+        log.attach()
+        make_backend().run("one\u2028two\u2029three\x85four")
+    exported = synthora("--db", source, "export", cwd=tmp_path).stdout
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    done = synthora("--db", target, "import", "-", cwd=tmp_path, stdin=exported)
+    assert done.returncode == 0, done.stderr
+    assert synthora("--db", target, "export", cwd=tmp_path).stdout == exported
+
+
+def test_import_and_migrate_never_print_the_password(stored, tmp_path, postgres_url):
+    """The database URL they report has no password in it."""
+    url = make_url(postgres_url).set(password="hunter2-not-shown")
+    secret_url = url.render_as_string(hide_password=False)
+    exported = synthora("--db", stored, "export", cwd=tmp_path).stdout
+    for argv, stdin in ((("migrate",), None), (("import", "-"), exported)):
+        done = synthora("--db", secret_url, *argv, cwd=tmp_path, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        assert "hunter2" not in done.stdout + done.stderr
+        assert "***" in done.stdout

@@ -23,6 +23,7 @@ from synthora.storage import EventLog, RunNotFoundError, SchemaVersionError, Sto
 from synthora.storage.codec import batch_rows
 from synthora.storage.schema import events as events_table
 from synthora.storage.statements import WriteStatements
+from synthora.storage.transfer import ImportReport, import_runs
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -267,15 +268,50 @@ def test_failing_redact_hook_stores_no_content(log_url, make_backend, caplog):
 
 
 def test_unencodable_payloads_are_stored_as_close_as_possible(log, make_backend):
-    """A NUL character and a lone surrogate are stored as near as JSON allows; no run is lost.
-    (The SDK wires refuse a lone surrogate before the run; a backend sending no JSON takes it.)"""
-    make_backend(config={"user": "a\x00b"}).run("nul")
+    """A lone surrogate is stored as near as JSON allows; no run is lost. (The SDK wires refuse
+    one before the run; a backend sending no JSON takes it.)"""
     EchoBackend(model_type="echo-1", source=AGENT).run([user("bad \ud800 text")])
-    nul, surrogate = sorted(log.runs(), key=lambda s: s.started_at)
-    assert nul.status == "ok"
-    assert next(log.events(nul.run_id)).params["user"] in ("a\x00b", "a\ufffdb")
+    (surrogate,) = log.runs()
     assert surrogate.status == "ok"
     assert next(log.events(surrogate.run_id)).messages == (user("bad \ufffd text"),)
+
+
+TRICKY = "a NUL \x00, a literal \\u0000, U+FFFF \uffff and \uffff0, \\\x00 \uffff"
+"""Text PostgreSQL cannot hold as given, and the text its escaping could be mistaken for."""
+
+
+def test_nul_and_its_lookalikes_read_back_exactly(log, make_backend):
+    """A NUL, the literal text \\u0000 and U+FFFF, in a node name, parameters, prompt, streamed
+    text and an error message: every event and every run summary reads back as it was sent."""
+    node = Node(name=f"planner {TRICKY}", type=NodeType.AGENT)
+    with capture_events() as captured, scope(node):
+        streamed = make_backend(
+            stream=True,
+            config={"user": TRICKY, "metadata": {TRICKY: TRICKY}},
+            behaviour=Behaviour(tokens=(TRICKY, " and ", TRICKY)),
+        )
+        assert "".join(chunk.content for chunk in streamed.run([user(TRICKY)]))
+        failing = make_backend(behaviour=Behaviour(status=500, error_message=TRICKY))
+        with pytest.raises(openai.InternalServerError):
+            failing.run(TRICKY)
+    assert_stored_exactly(log, captured)
+    (agent,) = log.runs(node=node.name)
+    assert agent.node_name == node.name
+    assert len(list(log.runs(node=node.path))) == 3
+    (failed,) = log.runs(errors_only=True)
+    assert TRICKY in failed.error_message
+    assert failed.error_message == captured[-2].message
+
+
+def test_a_column_long_name_ending_in_nul_still_fits(log, make_backend):
+    """A node name as long as its column, ending in NUL (longer once escaped): the run is
+    stored whole; the summary's name is cut to fit, as any over-long name is."""
+    node = Node(name="n" * 199 + "\x00", type=NodeType.TOOL)
+    with capture_events() as captured, scope(node):
+        make_backend().run("long name")
+    assert_stored_exactly(log, captured)
+    tool = next(s for s in log.runs() if s.operation == "execute_tool")
+    assert tool.node_name in (node.name, "n" * 199)
 
 
 def test_nan_is_stored_as_null(log):
@@ -423,3 +459,25 @@ def test_an_agent_conversation_rebuilt(log, make_backend):
     texts = [s.messages[0].text for s in steps if s.messages]
     assert texts == ["first step", "inside the tool", "last step"]
     assert all(s.output is not None for s in steps if s.run.operation == "chat")
+
+
+def test_import_completes_a_run_stored_while_it_was_running(log_url, make_backend, tmp_path):
+    """A run stored only up to a token (its process died) is completed by importing an export
+    of the whole run; an edited copy of it is refused, and the stored run kept as it is."""
+    with capture_events() as captured:
+        list(make_backend(stream=True).run("words to stream"))
+    exported = [msgspec.json.encode(event.to_dict()) for event in captured]
+    edited = [*exported[:-1], exported[-1].replace(b'"stop"', b'"length"')]
+    with EventLog(log_url) as log:
+        log.write(captured[:2])
+        assert next(log.runs()).status == "running"
+        assert import_runs(log, exported) == ImportReport(1, 0, ())
+        assert list(log.events(captured[0].run_id)) == captured
+        report = import_runs(log, edited)
+        assert list(log.events(captured[0].run_id)) == captured
+    assert report.imported == 0
+    (refusal,) = report.refused
+    assert (refusal.reason, refusal.first_line) == (
+        "a conflict with the stored run of the same id",
+        len(exported),
+    )

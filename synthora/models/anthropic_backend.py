@@ -31,6 +31,7 @@ from synthora.models.chunks import (
     MessagesStreamState,
     messages_usage,
 )
+from synthora.models.loops import LoopClients
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
 from synthora.models.sse_stream import UNREADABLE, AsyncSSESource, SSESource, sdk_reply
@@ -94,6 +95,7 @@ class AnthropicBackend(BaseModelBackend):
         self.client = client
         self.async_client = async_client
         self._anthropic = _sdk()
+        self._async_clients = LoopClients(async_client, prepare=self._counting)
         self._server = sdk_clients_server(client, async_client)
         self._arguments = frozenset(inspect.signature(client.messages.create).parameters)
 
@@ -133,7 +135,7 @@ class AnthropicBackend(BaseModelBackend):
         }
         if timeout is not None:
             options["timeout"] = timeout
-        return cls(
+        backend = cls(
             model_type=model_type,
             source=source,
             config=config,
@@ -144,27 +146,32 @@ class AnthropicBackend(BaseModelBackend):
             stream=stream,
             durable_timeout=durable_timeout,
         )
+        backend._async_clients = LoopClients(
+            backend.async_client,
+            functools.partial(anthropic.AsyncAnthropic, **options),
+            backend._counting,
+        )
+        return backend
 
     # -- the wire ------------------------------------------------------------------------------
 
     @functools.cached_property
     def _counted(self) -> Any:
-        """`client`, copied to count each run's attempts; made when a run is first sent."""
+        """`client`, copied to count each run's attempts; made when a run is first sent (the
+        async clients are counted as `LoopClients` hands them out)."""
         failed = self._anthropic.APIConnectionError
         return counting_anthropic_attempts(self.client, is_async=False, connection_error=failed)
 
-    @functools.cached_property
-    def _async_counted(self) -> Any:
+    def _counting(self, async_client: Any) -> Any:
         failed = self._anthropic.APIConnectionError
-        return counting_anthropic_attempts(
-            self.async_client, is_async=True, connection_error=failed
-        )
+        return counting_anthropic_attempts(async_client, is_async=True, connection_error=failed)
 
     def _generate(self, request: ModelRequest) -> ModelReply:
         return self._reply(self._counted.messages.create(**self._sdk_request(request)))
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return self._reply(await self._async_counted.messages.create(**self._sdk_request(request)))
+        client = await self._async_clients.get()
+        return self._reply(await client.messages.create(**self._sdk_request(request)))
 
     def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         streaming = self._counted.messages.with_streaming_response
@@ -173,7 +180,8 @@ class AnthropicBackend(BaseModelBackend):
         return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
-        streaming = self._async_counted.messages.with_streaming_response
+        client = await self._async_clients.get()
+        streaming = client.messages.with_streaming_response
         response = await streaming.create(**self._sdk_request(request), stream=True).__aenter__()
         source = AsyncSSESource(response, self._stream_state(run.run_id, response.http_request))
         return await source.or_whole_reply(

@@ -35,6 +35,7 @@ from synthora.models.chunks import (
     StreamState,
     openai_usage,
 )
+from synthora.models.loops import LoopClients
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.request import sdk_params
 from synthora.models.sse_stream import (
@@ -107,6 +108,7 @@ class OpenAIChatBackend(BaseModelBackend):
         )
         self.client = client
         self.async_client = async_client
+        self._async_clients = LoopClients(async_client, prepare=counting_openai_attempts)
         self.stream_usage = stream_usage
         self._base_url = str(client.base_url)
         self._server = sdk_clients_server(client, async_client)
@@ -156,7 +158,7 @@ class OpenAIChatBackend(BaseModelBackend):
         is_async_http = _is_async_http_client(http_client)
         sync_http = {} if http_client is None or is_async_http else {"http_client": http_client}
         async_http = {"http_client": http_client} if is_async_http else {}
-        return cls(
+        backend = cls(
             model_type=model_type,
             source=source,
             config=config,
@@ -168,17 +170,21 @@ class OpenAIChatBackend(BaseModelBackend):
             stream_usage=stream_usage,
             durable_timeout=durable_timeout,
         )
+        if not is_async_http:  # a client of the SDK's own making: one more for each event loop
+            backend._async_clients = LoopClients(
+                backend.async_client,
+                functools.partial(openai.AsyncOpenAI, **options),
+                counting_openai_attempts,
+            )
+        return backend
 
     # -- the wire ------------------------------------------------------------------------------
 
     @functools.cached_property
     def _counted(self) -> openai.OpenAI:
-        """`client`, copied to count each run's attempts; made when a run is first sent."""
+        """`client`, copied to count each run's attempts; made when a run is first sent (the
+        async clients are counted as `LoopClients` hands them out)."""
         return counting_openai_attempts(self.client)
-
-    @functools.cached_property
-    def _async_counted(self) -> openai.AsyncOpenAI:
-        return counting_openai_attempts(self.async_client)
 
     def _generate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
@@ -192,7 +198,8 @@ class OpenAIChatBackend(BaseModelBackend):
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         sdk, _ = self._sdk_request(request)
-        raw = await self._resource(self._async_counted).with_raw_response.create(**sdk)
+        client = await self._async_clients.get()
+        raw = await self._resource(client).with_raw_response.create(**sdk)
         try:
             parsed = raw.parse()  # the SDK's raw response parses synchronously, already read
             return self._reply(await parsed if inspect.isawaitable(parsed) else parsed)
@@ -218,7 +225,8 @@ class OpenAIChatBackend(BaseModelBackend):
         return source.or_whole_reply(functools.partial(self._body_reply, response.http_request))
 
     async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
-        resource = self._resource(self._async_counted).with_streaming_response
+        client = await self._async_clients.get()
+        resource = self._resource(client).with_streaming_response
         sdk, asked_usage = self._sdk_request(request)
         try:
             response = await resource.create(**sdk).__aenter__()

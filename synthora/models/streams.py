@@ -32,6 +32,7 @@ from typing import Any, Protocol, Self
 
 from synthora.events import Usage
 from synthora.messages import BaseMessage, MessageChunk
+from synthora.models.loops import close_at_loop_end
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta
 from synthora.runs import Run
@@ -238,16 +239,28 @@ class RunStream(StreamCore, Iterator[MessageChunk]):
 
 
 class AsyncRunStream(StreamCore, AsyncIterator[MessageChunk]):
-    """The async iterator a streamed ``async_run()`` returns; also an async context manager."""
+    """The async iterator a streamed ``async_run()`` returns; also an async context manager.
 
-    __slots__ = ("_source",)
+    Left open when its event loop ends (``asyncio.run()`` returning), it is closed then, while
+    the loop still runs (`synthora.models.loops`).
+    """
+
+    __slots__ = ("_loop_guard", "_reading", "_source")
 
     def __init__(self, run: Run, source: AsyncSource) -> None:
         super().__init__(run, source.state)
         self._source = source
+        self._reading = False
+        self._loop_guard = close_at_loop_end(self)
+
+    @property
+    def idle(self) -> bool:
+        """Open, and no task is inside ``__anext__``."""
+        return not self._reading and not self._run.closed
 
     async def __anext__(self) -> MessageChunk:
         run = self._run
+        self._reading = True
         try:
             if not run.closed:
                 chunk = await self._source.next_chunk()
@@ -260,6 +273,8 @@ class AsyncRunStream(StreamCore, AsyncIterator[MessageChunk]):
                 raise StopAsyncIteration from None  # closed meanwhile, e.g. by aclose()
             await self._finish(self._closing_event(exc))
             raise
+        finally:
+            self._reading = False
         raise StopAsyncIteration
 
     async def _finish(self, event: Any) -> None:
@@ -267,6 +282,8 @@ class AsyncRunStream(StreamCore, AsyncIterator[MessageChunk]):
         try:
             await self._source.aclose()
         finally:
+            if self._loop_guard is not None:
+                self._loop_guard.discard(self)
             await self._run.emit_async(event)
 
     async def aclose(self) -> None:
