@@ -61,6 +61,8 @@ def _quiet_broken_pipe() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from synthora.storage.log import RUN_STATUSES  # noqa: PLC0415 - the CLI wires it up
+
     parser = argparse.ArgumentParser(
         prog="synthora", description="Inspect the runs stored in a Synthora event log."
     )
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list stored runs, newest first")
     runs.add_argument("--model")
     runs.add_argument("--node", help="a node name, path, or path prefix")
-    runs.add_argument("--status", choices=["ok", "error", "interrupted", "running"])
+    runs.add_argument("--status", choices=RUN_STATUSES)
     runs.add_argument("--since", type=_timestamp, help="ISO date or time, e.g. 2026-11-25")
     runs.add_argument("--errors-only", action="store_true")
     runs.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
@@ -107,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--before", type=_timestamp, required=True, help="ISO date or time")
     prune.set_defaults(command=_prune)
 
+    ui = commands.add_parser("ui", help="browse the stored runs in a local web viewer")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    ui.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
+    ui.add_argument("--jaeger", help="Jaeger UI URL for trace links")
+    ui.set_defaults(command=_ui)
+
     demo = commands.add_parser("demo", help="a small agent conversation, replayed offline")
     demo.set_defaults(command=_demo)
 
@@ -123,11 +131,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _timestamp(text: str) -> datetime.datetime:
+    from synthora.storage.log import parse_time  # noqa: PLC0415
+
     try:
-        value = datetime.datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from error
-    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _open_log(args: argparse.Namespace, *, create: bool = False) -> EventLog:
@@ -338,6 +347,29 @@ def _prune(args: argparse.Namespace, out: TextIO) -> int:
     with _open_log(args) as log:
         count = log.prune(args.before)
     out.write(f"deleted {count} runs started before {args.before.isoformat()}\n")
+    return 0
+
+
+def _ui(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve the viewer until Ctrl-C."""
+    try:
+        from synthora.ui import bind, create_app, serve  # noqa: PLC0415
+    except ImportError as error:
+        raise _Failure(
+            f"synthora ui needs the ui extra: pip install 'synthora[ui]' ({error})"
+        ) from error
+    from synthora.storage.engines import safe_url  # noqa: PLC0415
+    from synthora.telemetry.jaeger import DEFAULT_JAEGER_URL  # noqa: PLC0415
+    from synthora.ui.server import url_of  # noqa: PLC0415
+
+    with _open_log(args) as log:
+        listener = bind(args.host, args.port)
+        # the copied commands name the database only when its URL holds no secret to show
+        db_option = args.db if args.db and safe_url(args.db) == args.db else None
+        app = create_app(log, jaeger_url=args.jaeger or DEFAULT_JAEGER_URL, db_option=db_option)
+        out.write(f"viewing {safe_url(log.url)} at {url_of(listener)}/ (Ctrl-C stops)\n")
+        out.flush()
+        serve(app, listener)
     return 0
 
 

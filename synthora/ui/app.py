@@ -1,0 +1,288 @@
+"""The viewer's pages: the runs of an event log, and one run, as an ASGI app (Starlette).
+
+Pages are rendered on the server with Jinja2, every value escaped (model output is untrusted),
+under a Content-Security-Policy that runs only the viewer's own script. ``/`` lists runs through
+`EventLog.runs` with the filters of ``synthora runs``; ``/live`` streams the newest page again
+(server-sent events) whenever the log's `EventLog.follow` sees a run start or end;
+``/runs/<run_id>`` shows one run. Each response says its server time in ``Server-Timing``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from synthora.storage import EventLog, RunNotFoundError, RunSummary, StorageError
+from synthora.storage.engines import safe_url
+from synthora.storage.log import RUN_STATUSES, parse_time
+from synthora.telemetry.jaeger import DEFAULT_JAEGER_URL, trace_link
+from synthora.ui.views import (
+    Timeline,
+    TimelineChart,
+    as_json,
+    commands,
+    duration,
+    pretty_json,
+    structured_output,
+    waterfall,
+)
+
+__all__ = ["create_app"]
+
+PAGE_SIZE = 50
+_KEEPALIVE_S = 10.0
+"""A live page's stream sends a comment this often when nothing happens, so proxies and the
+browser keep it open, and a stream whose page has gone is noticed."""
+_LIVE_STREAMS = 8
+"""Live streams each wait in a worker thread; they get their own few, so pages always answer."""
+
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilters:
+    """The filters of ``synthora runs``, read from a page's query string."""
+
+    model: str | None = None
+    node: str | None = None
+    status: str | None = None
+    since: datetime.datetime | None = None
+    errors_only: bool = False
+
+    @classmethod
+    def of(cls, request: Request) -> RunFilters:
+        query = request.query_params
+
+        def given(name: str) -> str | None:
+            return query.get(name, "").strip() or None
+
+        status = given("status")
+        if status is not None and status not in RUN_STATUSES:
+            raise HTTPException(400, f"unknown status {status!r}: one of {', '.join(RUN_STATUSES)}")
+        since_text = given("since")
+        try:
+            since = None if since_text is None else parse_time(since_text)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from error
+        return cls(given("model"), given("node"), status, since, query.get("errors") == "1")
+
+    def arguments(self) -> dict[str, Any]:
+        """As `EventLog.runs` takes them."""
+        return {
+            "model": self.model,
+            "node": self.node,
+            "status": self.status,
+            "since": self.since,
+            "errors_only": self.errors_only,
+        }
+
+    def query(self) -> dict[str, str]:
+        """As a query string takes them (what a link to the same listing carries)."""
+        values = {
+            "model": self.model,
+            "node": self.node,
+            "status": self.status,
+            "since": None if self.since is None else self.since.isoformat(),
+            "errors": "1" if self.errors_only else None,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+
+class Viewer:
+    """The app's state: the log it reads, and how it links out."""
+
+    def __init__(self, log: EventLog, *, jaeger_url: str, db_option: str | None) -> None:
+        self.log = log
+        self.jaeger_url = jaeger_url
+        self.db_option = db_option
+        self.live_threads = anyio.CapacityLimiter(_LIVE_STREAMS)
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("synthora.ui", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["duration"] = duration
+        self.templates.filters["pretty_json"] = pretty_json
+        self.templates.filters["as_json"] = as_json
+        self.templates.globals["database"] = safe_url(log.url)
+
+    def render(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.templates.get_template(name).render(context), status_code)
+
+    # -- the runs ------------------------------------------------------------------------------
+
+    def runs_page(self, request: Request) -> Response:
+        filters = RunFilters.of(request)
+        before = request.query_params.get("before") or None
+        head = self.log.head()  # before the listing: a run stored meanwhile reaches the page live
+        summaries = list(self.log.runs(**filters.arguments(), before=before, limit=PAGE_SIZE + 1))
+        older = summaries[PAGE_SIZE - 1].run_id if len(summaries) > PAGE_SIZE else None
+        return self.render(
+            "runs.html",
+            runs=summaries[:PAGE_SIZE],
+            filters=filters,
+            statuses=RUN_STATUSES,
+            query=filters.query(),
+            older=older,
+            newest_page=before is None,
+            head=head,
+        )
+
+    async def live(self, request: Request) -> Response:
+        """The newest page's rows, again each time runs start or end (``event: runs``)."""
+        filters = RunFilters.of(request)
+        try:
+            after = int(request.query_params.get("after", "0"))
+        except ValueError as error:
+            raise HTTPException(400, "after= takes a log position, a whole number") from error
+
+        async def changes() -> AsyncIterator[str]:
+            position = after
+            while True:
+                position, changed = await anyio.to_thread.run_sync(
+                    self._next_change, position, limiter=self.live_threads, abandon_on_cancel=True
+                )
+                if not changed:
+                    yield ": still here\n\n"
+                    continue
+                rows = await anyio.to_thread.run_sync(self._rows, filters)
+                data = "".join(f"data: {line}\n" for line in rows.splitlines())
+                yield f"event: runs\n{data}\n"
+
+        return StreamingResponse(
+            changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    def _next_change(self, after: int) -> tuple[int, bool]:
+        """Wait (at most a keep-alive) for a run to start or end after `after`, then read on to
+        the end of the log, so a burst of runs is one update; returns the position reached."""
+        position, changed = after, False
+        for found, event in self.log.follow(after, idle_timeout=_KEEPALIVE_S):
+            position = found
+            if event.kind != "token":
+                changed = True
+                break
+        if changed:
+            for found, _ in self.log.follow(position, idle_timeout=0):
+                position = found
+        return position, changed
+
+    def _rows(self, filters: RunFilters) -> str:
+        summaries = self.log.runs(**filters.arguments(), limit=PAGE_SIZE)
+        return self.templates.get_template("rows.html").render(runs=list(summaries))
+
+    # -- one run -------------------------------------------------------------------------------
+
+    def run_page(self, request: Request) -> Response:
+        transcript = self.log.transcript(request.path_params["run_id"])
+        run = transcript.run
+        timeline = Timeline.of(self.log.events(run.run_id)) if transcript.tokens else None
+        steps = self.log.descendants(run.run_id)
+        output_text = transcript.output.text if transcript.output is not None else ""
+        return self.render(
+            "run.html",
+            run=run,
+            transcript=transcript,
+            ancestors=list(self._ancestors(run)),
+            structured=structured_output(transcript.params, output_text),
+            timeline=timeline,
+            chart=None if timeline is None else TimelineChart.of(timeline),
+            steps=waterfall(run, steps) if steps else [],
+            commands=commands(run.run_id, self.db_option),
+            trace_link=trace_link(self.jaeger_url, run.trace_id) if run.trace_id else None,
+        )
+
+    def _ancestors(self, run: RunSummary) -> Iterator[RunSummary]:
+        """The scopes a run sits in, outermost first."""
+        chain: list[RunSummary] = []
+        parent = run.parent_run_id
+        while parent is not None and len(chain) < 64:
+            try:
+                summary = self.log.run(parent)
+            except RunNotFoundError:  # pruned, or its start never stored: the chain stops here
+                break
+            chain.append(summary)
+            parent = summary.parent_run_id
+        return reversed(chain)
+
+    # -- failures ------------------------------------------------------------------------------
+
+    def failure(self, request: Request, error: Exception) -> Response:
+        if isinstance(error, HTTPException):
+            status, message = error.status_code, str(error.detail)
+        elif isinstance(error, RunNotFoundError):
+            status, message = 404, str(error)
+        else:
+            status, message = 503, str(error)
+        return self.render("failure.html", status, status=status, message=message)
+
+
+def create_app(
+    log: EventLog, *, jaeger_url: str = DEFAULT_JAEGER_URL, db_option: str | None = None
+) -> Starlette:
+    """The viewer over `log`. `db_option` is the ``--db`` its copied commands should carry;
+    leave it None when the database is the default one or its URL holds a password."""
+    viewer = Viewer(log, jaeger_url=jaeger_url, db_option=db_option)
+    # follow_symlink: an editable install links the package's files from the source tree
+    static = StaticFiles(packages=[("synthora.ui", "static")], follow_symlink=True)
+    routes = [
+        Route("/", viewer.runs_page),
+        Route("/live", viewer.live),
+        Route("/runs/{run_id}", viewer.run_page),
+        Mount("/static", static, name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            HTTPException: viewer.failure,
+            RunNotFoundError: viewer.failure,
+            StorageError: viewer.failure,
+        },
+    )
+    app.add_middleware(_Headers)
+    return app
+
+
+class _Headers:
+    """Security headers and the server time on every response."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                spent = (time.perf_counter() - began) * 1000
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"content-security-policy", _CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"server-timing", f"app;dur={spent:.1f}".encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

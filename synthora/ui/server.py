@@ -1,0 +1,87 @@
+"""Serving the viewer with uvicorn: in the foreground for ``synthora ui``, or in a thread.
+
+The socket is bound here rather than by uvicorn, so a port already taken is one clear error
+before anything starts (uvicorn would log it and exit the process).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from synthora.errors import SynthoraError
+
+__all__ = ["PortUnavailableError", "bind", "serve", "serving", "url_of"]
+
+_SHUTDOWN_GRACE_S = 1
+"""Live pages hold a stream open; on exit they get this long before it is cut."""
+
+
+class PortUnavailableError(SynthoraError):
+    """The viewer cannot listen where it was asked to."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port` (0: any free port)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as error:
+        raise PortUnavailableError(f"cannot open a socket for {host}: {error}") from error
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        reason = "is already in use" if error.errno == 98 else f"cannot be used ({error.strerror})"
+        raise PortUnavailableError(
+            f"port {port} on {host} {reason}; give another with --port"
+        ) from error
+    return listener
+
+
+def url_of(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _server(app: ASGIApp) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=_SHUTDOWN_GRACE_S, lifespan="off"
+    )
+    return uvicorn.Server(config)
+
+
+def serve(app: ASGIApp, listener: socket.socket) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    _server(app).run(sockets=[listener])
+
+
+@contextmanager
+def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve in a background thread while the block runs; yields the base URL.
+
+    For tests, benchmarks and notebooks: the block starts once the server accepts requests.
+    """
+    listener = bind(host, port)
+    server = _server(app)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="synthora-ui", daemon=True
+    )
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise PortUnavailableError(f"the viewer at {url_of(listener)} did not start")
+            thread.join(0.01)
+        yield url_of(listener)
+    finally:
+        server.should_exit = True
+        thread.join()
+        listener.close()
