@@ -107,8 +107,11 @@ class RunFilters:
 class Viewer:
     """The app's state: the log it reads, and how it links out."""
 
-    def __init__(self, log: EventLog, *, jaeger_url: str, db_option: str | None) -> None:
+    def __init__(
+        self, log: EventLog, *, jaeger_url: str, db_option: str | None, page_size: int
+    ) -> None:
         self.log = log
+        self.page_size = page_size
         self.jaeger_url = jaeger_url
         self.db_option = db_option
         self.live_threads = anyio.CapacityLimiter(_LIVE_STREAMS)
@@ -133,11 +136,12 @@ class Viewer:
         filters = RunFilters.of(request)
         before = request.query_params.get("before") or None
         head = self.log.head()  # before the listing: a run stored meanwhile reaches the page live
-        summaries = list(self.log.runs(**filters.arguments(), before=before, limit=PAGE_SIZE + 1))
-        older = summaries[PAGE_SIZE - 1].run_id if len(summaries) > PAGE_SIZE else None
+        size = self.page_size
+        summaries = list(self.log.runs(**filters.arguments(), before=before, limit=size + 1))
+        older = summaries[size - 1].run_id if len(summaries) > size else None
         return self.render(
             "runs.html",
-            runs=summaries[:PAGE_SIZE],
+            runs=summaries[:size],
             filters=filters,
             statuses=RUN_STATUSES,
             query=filters.query(),
@@ -186,7 +190,7 @@ class Viewer:
         return position, changed
 
     def _rows(self, filters: RunFilters) -> str:
-        summaries = self.log.runs(**filters.arguments(), limit=PAGE_SIZE)
+        summaries = self.log.runs(**filters.arguments(), limit=self.page_size)
         return self.templates.get_template("rows.html").render(runs=list(summaries))
 
     # -- one run -------------------------------------------------------------------------------
@@ -236,11 +240,15 @@ class Viewer:
 
 
 def create_app(
-    log: EventLog, *, jaeger_url: str = DEFAULT_JAEGER_URL, db_option: str | None = None
+    log: EventLog,
+    *,
+    jaeger_url: str = DEFAULT_JAEGER_URL,
+    db_option: str | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> Starlette:
     """The viewer over `log`. `db_option` is the ``--db`` its copied commands should carry;
     leave it None when the database is the default one or its URL holds a password."""
-    viewer = Viewer(log, jaeger_url=jaeger_url, db_option=db_option)
+    viewer = Viewer(log, jaeger_url=jaeger_url, db_option=db_option, page_size=page_size)
     # follow_symlink: an editable install links the package's files from the source tree
     static = StaticFiles(packages=[("synthora.ui", "static")], follow_symlink=True)
     routes = [
