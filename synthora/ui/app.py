@@ -10,6 +10,7 @@ under a Content-Security-Policy that runs only the viewer's own script. ``/`` li
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ PAGE_SIZE = 50
 _KEEPALIVE_S = 10.0
 """A live page's stream sends a comment this often when nothing happens, so proxies and the
 browser keep it open, and a stream whose page has gone is noticed."""
+_CLOSING_CHECK_S = 0.5
+"""How soon a live stream notices that the viewer is closing (it must end before the server's
+graceful shutdown runs out, or the server cuts it)."""
 _LIVE_STREAMS = 8
 """Live streams each wait in a worker thread; they get their own few, so pages always answer."""
 
@@ -115,6 +119,7 @@ class Viewer:
         self.jaeger_url = jaeger_url
         self.db_option = db_option
         self.live_threads = anyio.CapacityLimiter(_LIVE_STREAMS)
+        self.closing = threading.Event()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("synthora.ui", "templates"),
             autoescape=True,
@@ -151,43 +156,50 @@ class Viewer:
         )
 
     async def live(self, request: Request) -> Response:
-        """The newest page's rows, again each time runs start or end (``event: runs``)."""
+        """The newest page's rows, again each time runs start or end (``event: runs``).
+
+        Each message carries the log position it reached as its id, so a browser that
+        reconnects (``Last-Event-ID``) goes on from there rather than from its page's `after`.
+        """
         filters = RunFilters.of(request)
         try:
-            after = int(request.query_params.get("after", "0"))
-        except ValueError as error:
+            after = int(request.headers.get("last-event-id") or request.query_params["after"])
+        except (KeyError, ValueError) as error:
             raise HTTPException(400, "after= takes a log position, a whole number") from error
 
         async def changes() -> AsyncIterator[str]:
             position = after
-            while True:
+            while not self.closing.is_set():
                 position, changed = await anyio.to_thread.run_sync(
                     self._next_change, position, limiter=self.live_threads, abandon_on_cancel=True
                 )
                 if not changed:
-                    yield ": still here\n\n"
+                    yield f"id: {position}\n\n"  # a keep-alive: no event, only the position
                     continue
                 rows = await anyio.to_thread.run_sync(self._rows, filters)
                 data = "".join(f"data: {line}\n" for line in rows.splitlines())
-                yield f"event: runs\n{data}\n"
+                yield f"event: runs\nid: {position}\n{data}\n"
 
         return StreamingResponse(
             changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
     def _next_change(self, after: int) -> tuple[int, bool]:
-        """Wait (at most a keep-alive) for a run to start or end after `after`, then read on to
-        the end of the log, so a burst of runs is one update; returns the position reached."""
-        position, changed = after, False
-        for found, event in self.log.follow(after, idle_timeout=_KEEPALIVE_S):
-            position = found
-            if event.kind != "token":
-                changed = True
-                break
-        if changed:
-            for found, _ in self.log.follow(position, idle_timeout=0):
+        """Wait for a run to start or end after `after`, then read on to the end of the log, so
+        a burst of runs is one update; returns the position reached, and whether runs changed.
+
+        It gives up after a keep-alive, or within `_CLOSING_CHECK_S` of the viewer closing.
+        """
+        position = after
+        deadline = time.monotonic() + _KEEPALIVE_S
+        while not self.closing.is_set() and time.monotonic() < deadline:
+            for found, event in self.log.follow(position, idle_timeout=_CLOSING_CHECK_S):
                 position = found
-        return position, changed
+                if event.kind != "token":
+                    for found_later, _ in self.log.follow(position, idle_timeout=0):
+                        position = found_later
+                    return position, True
+        return position, False
 
     def _rows(self, filters: RunFilters) -> str:
         summaries = self.log.runs(**filters.arguments(), limit=self.page_size)
@@ -266,6 +278,7 @@ def create_app(
         },
     )
     app.add_middleware(_Headers)
+    app.state.closing = viewer.closing  # set by synthora.ui.server when it stops: streams end
     return app
 
 

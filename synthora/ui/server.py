@@ -10,9 +10,10 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.applications import Starlette
 
 from synthora.errors import SynthoraError
 
@@ -51,26 +52,39 @@ def url_of(listener: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def _server(app: ASGIApp) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app, log_level="warning", timeout_graceful_shutdown=_SHUTDOWN_GRACE_S, lifespan="off"
-    )
-    return uvicorn.Server(config)
+class _Server(uvicorn.Server):
+    """uvicorn's server, which first tells the viewer's live streams to end when it stops:
+    otherwise an open page would hold the shutdown until it is cut with an error."""
+
+    def __init__(self, app: Starlette) -> None:
+        config = uvicorn.Config(
+            app, log_level="warning", timeout_graceful_shutdown=_SHUTDOWN_GRACE_S, lifespan="off"
+        )
+        super().__init__(config)
+        self.closing: threading.Event = app.state.closing
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.closing.set()
+        super().handle_exit(sig, frame)
+
+    def stop(self) -> None:
+        self.closing.set()
+        self.should_exit = True
 
 
-def serve(app: ASGIApp, listener: socket.socket) -> None:
-    """Serve until interrupted (Ctrl-C)."""
-    _server(app).run(sockets=[listener])
+def serve(app: Starlette, listener: socket.socket) -> None:
+    """Serve `app` (from `synthora.ui.create_app`) until interrupted (Ctrl-C)."""
+    _Server(app).run(sockets=[listener])
 
 
 @contextmanager
-def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serving(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve in a background thread while the block runs; yields the base URL.
 
     For tests, benchmarks and notebooks: the block starts once the server accepts requests.
     """
     listener = bind(host, port)
-    server = _server(app)
+    server = _Server(app)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [listener]}, name="synthora-ui", daemon=True
     )
@@ -82,6 +96,6 @@ def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[st
             thread.join(0.01)
         yield url_of(listener)
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join()
         listener.close()
