@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,38 +28,10 @@ from support import AGENT
 from synthora import Node, NodeType, scope, system, user
 from synthora.events import Usage
 from synthora.models import BaseModelBackend, ModelDelta, ModelReply, ModelRequest
+from synthora.testing.browser import CHROMIUM, LAUNCH_ARGS, chromium_missing
 from synthora.testing.server import Behaviour
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [  # as root, in a sandbox with no network but loopback
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "run-page.png"
-
-
-def chromium_missing() -> str | None:
-    """Why Chromium cannot be had, or None once it is installed (installing it if need be)."""
-    if CHROMIUM.exists():
-        return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return (
-            f"Chromium is not at {CHROMIUM} and only root can install it: apt-get install chromium"
-        )
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=environment, timeout=900, check=False
-        )
-        if done.returncode != 0:
-            said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return f"Chromium could not be installed ({' '.join(command)}: {said})"
-    return None if CHROMIUM.exists() else f"apt-get installed chromium, but not at {CHROMIUM}"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +40,7 @@ def browser() -> Iterator[Browser]:
     if reason is not None:
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield launched
         launched.close()
 
