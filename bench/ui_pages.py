@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from event_log import postgres_schema_url
+from event_log import POSTGRES_URL, postgres_schema_url
 
 from dashboards import synthetic_run
 from synthora.events import Event
@@ -150,12 +149,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--long-tokens", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "SYNTHORA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    parser.add_argument("--postgres", default=POSTGRES_URL)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     report: dict[str, Any] = {}
