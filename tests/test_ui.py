@@ -20,7 +20,8 @@ import openai
 import pytest
 
 from synthora import Node, NodeType, scope
-from synthora.testing.server import Behaviour
+from synthora.demo import WEATHER_TOOL
+from synthora.testing.server import Behaviour, ToolCallSpec
 
 ROW = re.compile(r'<tr data-run="([0-9a-f-]+)"')
 
@@ -138,6 +139,23 @@ def test_run_page_shows_transcript_usage_trace_and_commands(make_backend, log, v
     assert f"synthora show {run.run_id}" in body
     assert f"synthora export {run.run_id} -o {run.run_id}.jsonl" in body
     assert f"synthora diff {run.run_id} &lt;other&gt;" in body
+
+
+def test_run_page_shows_tool_calls_and_structured_output(make_backend, log, viewer):
+    """A tool call shows its name, id and arguments; JSON asked for and given shows indented."""
+    backend = make_backend(behaviour=Behaviour(tokens=('{"city":', '"Paris"}')))
+    backend.run("Where?", response_format={"type": "json_object"})
+    call = ToolCallSpec("get_weather", '{"city":"Paris"}', id="call_7")
+    make_backend(behaviour=Behaviour(tool_calls=(call,)))
+    backend.run("Weather?", tools=[WEATHER_TOOL])
+    called, structured = log.runs()
+    _, body, _ = get(f"{viewer}/runs/{structured.run_id}")
+    assert 'id="structured">{\n  &#34;city&#34;: &#34;Paris&#34;\n}</pre>' in body
+    _, body, _ = get(f"{viewer}/runs/{called.run_id}")
+    assert "<strong>get_weather</strong>" in body
+    assert "call_7" in body
+    assert "{\n  &#34;city&#34;: &#34;Paris&#34;\n}" in body
+    assert 'id="structured"' not in body
 
 
 def test_live_stream_sends_the_newest_rows_when_a_run_ends(make_backend, log, viewer):

@@ -60,7 +60,10 @@ _STRUCTURED_FORMATS = ("json_object", "json_schema")
 def structured_output(params: dict[str, Any], text: str) -> str | None:
     """The output as indented JSON when the run asked for JSON (``response_format`` on chat,
     ``text.format`` on the Responses API) and got it; None otherwise."""
-    requested = params.get("response_format") or (params.get("text") or {}).get("format")
+    text_options = params.get("text")
+    requested = params.get("response_format") or (
+        text_options.get("format") if isinstance(text_options, dict) else None
+    )
     if not isinstance(requested, dict) or requested.get("type") not in _STRUCTURED_FORMATS:
         return None
     try:
