@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synthora.storage import EventLog, RunNotFoundError, RunSummary, StorageError
 from synthora.storage.engines import safe_url
@@ -45,13 +47,16 @@ __all__ = ["create_app"]
 
 PAGE_SIZE = 50
 _KEEPALIVE_S = 10.0
-"""A live page's stream sends a comment this often when nothing happens, so proxies and the
-browser keep it open, and a stream whose page has gone is noticed."""
+"""A live page's stream sends its position this often when nothing happens, so proxies and
+the browser keep it open, and a stream whose page has gone is noticed."""
 _CLOSING_CHECK_S = 0.5
 """How soon a live stream notices that the viewer is closing (it must end before the server's
 graceful shutdown runs out, or the server cuts it)."""
 _LIVE_STREAMS = 8
 """Live streams each wait in a worker thread; they get their own few, so pages always answer."""
+
+_DEEPEST_SCOPE = 64
+"""How many enclosing scopes a run page names at most: a damaged log could link runs in a loop."""
 
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -108,6 +113,36 @@ class RunFilters:
         return {name: value for name, value in values.items() if value is not None}
 
 
+class LiveStreams:
+    """The live pages' streams: each waits for the log in a worker thread of its own few (so
+    pages always get a thread), and all of them end, threads included, when the viewer stops."""
+
+    def __init__(self) -> None:
+        self.threads = anyio.CapacityLimiter(_LIVE_STREAMS)
+        self.closing = threading.Event()
+        self._waiting = 0
+        self._done = threading.Condition()
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Count a thread waiting for the log, so `close` can wait for it."""
+        with self._done:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._done:
+                self._waiting -= 1
+                self._done.notify_all()
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """End every stream and wait until no thread reads the log for one (the log may be
+        closed next); False if one still does after `timeout`."""
+        self.closing.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._waiting == 0, timeout)
+
+
 class Viewer:
     """The app's state: the log it reads, and how it links out."""
 
@@ -118,8 +153,7 @@ class Viewer:
         self.page_size = page_size
         self.jaeger_url = jaeger_url
         self.db_option = db_option
-        self.live_threads = anyio.CapacityLimiter(_LIVE_STREAMS)
-        self.closing = threading.Event()
+        self.streams = LiveStreams()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("synthora.ui", "templates"),
             autoescape=True,
@@ -169,36 +203,48 @@ class Viewer:
 
         async def changes() -> AsyncIterator[str]:
             position = after
-            while not self.closing.is_set():
-                position, changed = await anyio.to_thread.run_sync(
-                    self._next_change, position, limiter=self.live_threads, abandon_on_cancel=True
-                )
-                if not changed:
-                    yield f"id: {position}\n\n"  # a keep-alive: no event, only the position
-                    continue
-                rows = await anyio.to_thread.run_sync(self._rows, filters)
-                data = "".join(f"data: {line}\n" for line in rows.splitlines())
-                yield f"event: runs\nid: {position}\n{data}\n"
+            gone = threading.Event()  # the page went away: its waiting thread stops too
+            try:
+                while not self.streams.closing.is_set():
+                    position, changed = await anyio.to_thread.run_sync(
+                        self._next_change,
+                        position,
+                        gone,
+                        limiter=self.streams.threads,
+                        abandon_on_cancel=True,
+                    )
+                    if not changed:
+                        yield f"id: {position}\n\n"  # a keep-alive: no event, only the position
+                        continue
+                    rows = await anyio.to_thread.run_sync(self._rows, filters)
+                    data = "".join(f"data: {line}\n" for line in rows.splitlines())
+                    yield f"event: runs\nid: {position}\n{data}\n"
+            finally:
+                gone.set()
 
         return StreamingResponse(
             changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
-    def _next_change(self, after: int) -> tuple[int, bool]:
+    def _next_change(self, after: int, gone: threading.Event) -> tuple[int, bool]:
         """Wait for a run to start or end after `after`, then read on to the end of the log, so
         a burst of runs is one update; returns the position reached, and whether runs changed.
 
-        It gives up after a keep-alive, or within `_CLOSING_CHECK_S` of the viewer closing.
+        It gives up after a keep-alive, or within `_CLOSING_CHECK_S` of the viewer closing or
+        the page going away.
         """
         position = after
         deadline = time.monotonic() + _KEEPALIVE_S
-        while not self.closing.is_set() and time.monotonic() < deadline:
-            for found, event in self.log.follow(position, idle_timeout=_CLOSING_CHECK_S):
-                position = found
-                if event.kind != "token":
-                    for found_later, _ in self.log.follow(position, idle_timeout=0):
-                        position = found_later
-                    return position, True
+        with self.streams.waiting():
+            while not (self.streams.closing.is_set() or gone.is_set()):
+                if time.monotonic() >= deadline:
+                    break
+                for found, event in self.log.follow(position, idle_timeout=_CLOSING_CHECK_S):
+                    position = found
+                    if event.kind != "token":
+                        for found_later, _ in self.log.follow(position, idle_timeout=0):
+                            position = found_later
+                        return position, True
         return position, False
 
     def _rows(self, filters: RunFilters) -> str:
@@ -230,7 +276,7 @@ class Viewer:
         """The scopes a run sits in, outermost first."""
         chain: list[RunSummary] = []
         parent = run.parent_run_id
-        while parent is not None and len(chain) < 64:
+        while parent is not None and len(chain) < _DEEPEST_SCOPE:
             try:
                 summary = self.log.run(parent)
             except RunNotFoundError:  # pruned, or its start never stored: the chain stops here
@@ -278,23 +324,23 @@ def create_app(
         },
     )
     app.add_middleware(_Headers)
-    app.state.closing = viewer.closing  # set by synthora.ui.server when it stops: streams end
+    app.state.live = viewer.streams  # synthora.ui.server ends the streams when it stops
     return app
 
 
 class _Headers:
     """Security headers and the server time on every response."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 spent = (time.perf_counter() - began) * 1000
                 message["headers"] = [

@@ -16,6 +16,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from synthora.errors import SynthoraError
+from synthora.ui.app import LiveStreams
 
 __all__ = ["PortUnavailableError", "bind", "serve", "serving", "url_of"]
 
@@ -61,20 +62,27 @@ class _Server(uvicorn.Server):
             app, log_level="warning", timeout_graceful_shutdown=_SHUTDOWN_GRACE_S, lifespan="off"
         )
         super().__init__(config)
-        self.closing: threading.Event = app.state.closing
+        self.live: LiveStreams = app.state.live
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.closing.set()
+        self.live.closing.set()
         super().handle_exit(sig, frame)
 
+    def serve_on(self, listener: socket.socket) -> None:
+        """Serve until told to stop; returns once no live stream reads the log any more."""
+        try:
+            self.run(sockets=[listener])
+        finally:
+            self.live.close()
+
     def stop(self) -> None:
-        self.closing.set()
+        self.live.closing.set()
         self.should_exit = True
 
 
 def serve(app: Starlette, listener: socket.socket) -> None:
     """Serve `app` (from `synthora.ui.create_app`) until interrupted (Ctrl-C)."""
-    _Server(app).run(sockets=[listener])
+    _Server(app).serve_on(listener)
 
 
 @contextmanager
@@ -86,7 +94,7 @@ def serving(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[
     listener = bind(host, port)
     server = _Server(app)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [listener]}, name="synthora-ui", daemon=True
+        target=server.serve_on, args=(listener,), name="synthora-ui", daemon=True
     )
     thread.start()
     try:
