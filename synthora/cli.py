@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import ipaddress
 import json
 import os
 import sys
@@ -353,7 +354,7 @@ def _prune(args: argparse.Namespace, out: TextIO) -> int:
 def _ui(args: argparse.Namespace, out: TextIO) -> int:
     """Serve the viewer until Ctrl-C."""
     try:
-        from synthora.ui import bind, create_app, serve  # noqa: PLC0415
+        from synthora.ui import LOOPBACK_NAMES, bind, create_app, serve  # noqa: PLC0415
     except ImportError as error:
         raise _Failure(
             f"synthora ui needs the ui extra: pip install 'synthora[ui]' ({error})"
@@ -364,9 +365,20 @@ def _ui(args: argparse.Namespace, out: TextIO) -> int:
 
     with _open_log(args) as log:
         listener = bind(args.host, args.port)
+        loopback = ipaddress.ip_address(listener.getsockname()[0]).is_loopback
         # the copied commands name the database only when its URL holds no secret to show
         db_option = args.db if args.db and safe_url(args.db) == args.db else None
-        app = create_app(log, jaeger_url=args.jaeger or DEFAULT_JAEGER_URL, db_option=db_option)
+        app = create_app(
+            log,
+            jaeger_url=args.jaeger or DEFAULT_JAEGER_URL,
+            db_option=db_option,
+            hosts=LOOPBACK_NAMES if loopback else None,
+        )
+        if not loopback:
+            print(
+                f"synthora: the viewer has no login: whoever reaches {args.host} sees every run",
+                file=sys.stderr,
+            )
         out.write(f"viewing {safe_url(log.url)} at {url_of(listener)}/ (Ctrl-C stops)\n")
         out.flush()
         serve(app, listener)

@@ -117,6 +117,26 @@ def test_bad_filters_are_refused_saying_why(log, viewer, query, message):
     assert message in body
 
 
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        pytest.param("127.0.0.1:8765", 200, id="loopback"),
+        pytest.param("localhost", 200, id="localhost"),
+        pytest.param("[::1]:8765", 200, id="ipv6-loopback"),
+        pytest.param("rebound.example:8765", 421, id="another-name"),
+    ],
+)
+def test_only_loopback_names_reach_a_loopback_viewer(log, viewer, host, status):
+    """A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) reads nothing."""
+    request = urllib.request.Request(viewer + "/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answered = response.status
+    except urllib.error.HTTPError as error:
+        answered = error.code
+    assert answered == status
+
+
 def test_an_unknown_run_is_a_404_page(log, viewer):
     status, body, _ = get(viewer + "/runs/0000dead")
     assert status == 404

@@ -11,7 +11,7 @@
 The viewer only reads the log. See `synthora.ui.app` for the pages.
 """
 
-from synthora.ui.app import create_app
+from synthora.ui.app import LOOPBACK_NAMES, create_app
 from synthora.ui.server import PortUnavailableError, bind, serve, serving
 
-__all__ = ["PortUnavailableError", "bind", "create_app", "serve", "serving"]
+__all__ = ["LOOPBACK_NAMES", "PortUnavailableError", "bind", "create_app", "serve", "serving"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +21,10 @@ import anyio
 import anyio.to_thread
 import jinja2
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,9 +44,10 @@ from synthora.ui.views import (
     waterfall,
 )
 
-__all__ = ["create_app"]
+__all__ = ["LOOPBACK_NAMES", "create_app"]
 
 PAGE_SIZE = 50
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 _KEEPALIVE_S = 10.0
 """A live page's stream sends its position this often when nothing happens, so proxies and
 the browser keep it open, and a stream whose page has gone is noticed."""
@@ -303,9 +305,15 @@ def create_app(
     jaeger_url: str = DEFAULT_JAEGER_URL,
     db_option: str | None = None,
     page_size: int = PAGE_SIZE,
+    hosts: Collection[str] | None = LOOPBACK_NAMES,
 ) -> Starlette:
     """The viewer over `log`. `db_option` is the ``--db`` its copied commands should carry;
-    leave it None when the database is the default one or its URL holds a password."""
+    leave it None when the database is the default one or its URL holds a password.
+
+    `hosts` are the names a request may address the viewer by (None: any). Served on loopback,
+    it answers only to loopback names, so a web page cannot read the runs through a DNS name
+    it points at 127.0.0.1 (DNS rebinding).
+    """
     viewer = Viewer(log, jaeger_url=jaeger_url, db_option=db_option, page_size=page_size)
     # follow_symlink: an editable install links the package's files from the source tree
     static = StaticFiles(packages=[("synthora.ui", "static")], follow_symlink=True)
@@ -323,22 +331,31 @@ def create_app(
             StorageError: viewer.failure,
         },
     )
-    app.add_middleware(_Headers)
+    app.add_middleware(_Headers, hosts=None if hosts is None else frozenset(hosts))
     app.state.live = viewer.streams  # synthora.ui.server ends the streams when it stops
     return app
 
 
 class _Headers:
-    """Security headers and the server time on every response."""
+    """Requests only for the viewer's own host names; security headers and the server time on
+    every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None) -> None:
         self.app = app
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
+        if self.hosts is not None:
+            host = Headers(scope=scope).get("host", "")
+            name = host if host.endswith("]") else host.rpartition(":")[0] or host
+            if name not in self.hosts:
+                refusal = PlainTextResponse(f"not a name of this viewer: {host!r}", 421)
+                await refusal(scope, receive, send)
+                return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
