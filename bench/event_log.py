@@ -40,6 +40,10 @@ from stream_overhead import start_server
 
 NODE = Node(name="bench", type=NodeType.MODEL, parent=Node(name="agent", type=NodeType.AGENT))
 TOKENS_PER_RUN = 1000
+POSTGRES_URL = os.environ.get(
+    "SYNTHORA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+"""The PostgreSQL the benches measure when it answers: the test suite's."""
 
 
 def synthetic_run(
@@ -216,12 +220,7 @@ def main() -> int:
     parser.add_argument("--read-events", type=int, default=1_000_000)
     parser.add_argument("--caller-tokens", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "SYNTHORA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    parser.add_argument("--postgres", default=POSTGRES_URL)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     report: dict[str, Any] = {}

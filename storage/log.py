@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Literal, Self, assert_never
 
 from blinker import ANY
-from sqlalchemy import Select, delete, exc, or_, select
+from sqlalchemy import Select, delete, exc, func, or_, select
 
 from synthora import bus
 from synthora.events import (
@@ -54,7 +54,7 @@ from synthora.storage.spool import Spool, default_spool_path
 from synthora.storage.statements import WriteStatements
 from synthora.storage.writer import LogHealth, OnFull, Writer
 
-__all__ = ["DEFAULT_URL", "EventLog", "RunSummary", "Transcript"]
+__all__ = ["DEFAULT_URL", "RUN_STATUSES", "EventLog", "RunSummary", "Transcript", "parse_time"]
 
 logger = logging.getLogger("synthora.storage")
 
@@ -63,6 +63,18 @@ _EVENT_TYPES = tuple(EVENT_TYPES.values())
 _READ_BUFFER = 1000
 _WRITE_BATCH = 5000
 _EXIT_FLUSH_S = 5.0
+
+RUN_STATUSES = ("ok", "error", "interrupted", "truncated", "running")
+"""What a run summary's ``status`` can be, as the ``runs(status=...)`` filter takes it."""
+
+
+def parse_time(text: str) -> datetime.datetime:
+    """An ISO date or time as the ``since`` of `EventLog.runs`; one without a zone is UTC."""
+    try:
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError as error:
+        raise ValueError(f"not an ISO date or time: {text!r}") from error
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 
 class EventLog:
@@ -244,9 +256,14 @@ class EventLog:
         errors_only: bool = False,
         *,
         until: datetime.datetime | None = None,
+        before: str | None = None,
         limit: int | None = None,
     ) -> Iterator[RunSummary]:
-        """Run summaries, newest first. `node` matches a node name, a path or a path prefix."""
+        """Run summaries, newest first. `node` matches a node name, a path or a path prefix.
+
+        `before` is a run id: only the runs listed after it come, so pages follow one another
+        through the ``started_at`` index however deep they go, with no offset to count past.
+        """
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
         if model is not None:
             query = query.where(runs.c.model == model)
@@ -266,6 +283,12 @@ class EventLog:
             query = query.where(runs.c.started_at >= since)
         if until is not None:
             query = query.where(runs.c.started_at < until)
+        if before is not None:
+            anchor = select(runs.c.started_at).where(runs.c.run_id == before).scalar_subquery()
+            query = query.where(
+                runs.c.started_at <= anchor,
+                or_(runs.c.started_at < anchor, runs.c.run_id < before),
+            )
         if limit is not None:
             query = query.limit(limit)
         for row in self._stream(query):
@@ -288,6 +311,13 @@ class EventLog:
         if len(found) > 1:
             raise RunNotFoundError(f"run id prefix {prefix!r} is ambiguous; give more of it")
         return found[0]
+
+    def head(self) -> int:
+        """The position of the newest stored event (0 for an empty log): ``follow(after=
+        log.head())`` tails only what is committed from now on."""
+        query = select(func.coalesce(func.max(events.c.position), 0).label("head"))
+        (row,) = self._stream(query)
+        return int(row["head"])
 
     def events(self, run_id: str) -> Iterator[Event]:
         """A run's events in seq order, exactly as the subscribers saw them."""
@@ -445,13 +475,17 @@ class EventLog:
     def scope_transcripts(self, run_id: str) -> list[Transcript]:
         """Every run under an agent or tool scope (its steps, and theirs), in the order they
         started: a whole agent conversation, rebuilt."""
+        return [self.transcript(summary.run_id) for summary in self.descendants(run_id)]
+
+    def descendants(self, run_id: str) -> list[RunSummary]:
+        """The summaries of every run under a scope, at any depth, in the order they started."""
         pending = [self.resolve(run_id)]
         inside: list[RunSummary] = []
         while pending:
             children = self._children(pending)
             inside.extend(children)
             pending = [child.run_id for child in children]
-        return [self.transcript(s.run_id) for s in sorted(inside, key=_in_start_order)]
+        return sorted(inside, key=_in_start_order)
 
     def diff(self, a: str, b: str) -> RunDiff:
         """How run `b` differs from run `a` (ids or unique prefixes): request, messages, output,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import difflib
+import ipaddress
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from synthora.errors import SynthoraError
 
@@ -61,6 +62,9 @@ def _quiet_broken_pipe() -> None:
     os.close(devnull)
 
 
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthora", description="Inspect the runs stored in a Synthora event log."
@@ -69,11 +73,19 @@ def _parser() -> argparse.ArgumentParser:
         "--db", help="event log URL (default: $SYNTHORA_DB or sqlite:///synthora.db)"
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_reading_commands(commands)
+    _add_keeping_commands(commands)
+    return parser
+
+
+def _add_reading_commands(commands: _Commands) -> None:
+    """The commands that read runs: list, show, compare, trace, replay."""
+    from synthora.storage.log import RUN_STATUSES  # noqa: PLC0415 - the CLI wires it up
 
     runs = commands.add_parser("runs", help="list stored runs, newest first")
     runs.add_argument("--model")
     runs.add_argument("--node", help="a node name, path, or path prefix")
-    runs.add_argument("--status", choices=["ok", "error", "interrupted", "truncated", "running"])
+    runs.add_argument("--status", choices=RUN_STATUSES)
     runs.add_argument("--since", type=_timestamp, help="ISO date or time, e.g. 2026-11-25")
     runs.add_argument("--errors-only", action="store_true")
     runs.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
@@ -107,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=1.0, help="pace factor (0: at once)")
     replay.set_defaults(command=_replay)
 
+
+def _add_keeping_commands(commands: _Commands) -> None:
+    """The commands that move, keep and serve the log: export, import, prune, ui, and the rest."""
     export = commands.add_parser("export", help="runs as JSON Lines (oldest first)")
     export.add_argument("runs", nargs="*", metavar="RUN", help="only these runs (default: all)")
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
@@ -120,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--before", type=_timestamp, required=True, help="ISO date or time")
     prune.set_defaults(command=_prune)
 
+    ui = commands.add_parser("ui", help="browse the stored runs in a local web viewer")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    ui.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
+    ui.add_argument("--jaeger", help="Jaeger UI URL for trace links")
+    ui.set_defaults(command=_ui)
+
     demo = commands.add_parser("demo", help="a small agent conversation, replayed offline")
     demo.set_defaults(command=_demo)
 
@@ -132,15 +153,15 @@ def _parser() -> argparse.ArgumentParser:
         "--grafana", default=os.environ.get("SYNTHORA_GRAFANA_URL", "http://localhost:3000")
     )
     doctor.set_defaults(command=_doctor)
-    return parser
 
 
 def _timestamp(text: str) -> datetime.datetime:
+    from synthora.storage.log import parse_time  # noqa: PLC0415
+
     try:
-        value = datetime.datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from error
-    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _open_log(args: argparse.Namespace, *, create: bool = False) -> EventLog:
@@ -535,6 +556,40 @@ def _prune(args: argparse.Namespace, out: TextIO) -> int:
     with _open_log(args) as log:
         count = log.prune(args.before)
     out.write(f"deleted {count} runs started before {args.before.isoformat()}\n")
+    return 0
+
+
+def _ui(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve the viewer until Ctrl-C."""
+    try:
+        from synthora.ui import LOOPBACK_NAMES, bind, create_app, serve  # noqa: PLC0415
+    except ImportError as error:
+        raise _Failure(
+            f"synthora ui needs the ui extra: pip install 'synthora[ui]' ({error})"
+        ) from error
+    from synthora.storage.engines import safe_url  # noqa: PLC0415
+    from synthora.telemetry.jaeger import DEFAULT_JAEGER_URL  # noqa: PLC0415
+    from synthora.ui.server import url_of  # noqa: PLC0415
+
+    with _open_log(args) as log:
+        listener = bind(args.host, args.port)
+        loopback = ipaddress.ip_address(listener.getsockname()[0]).is_loopback
+        # the copied commands name the database only when its URL holds no secret to show
+        db_option = args.db if args.db and safe_url(args.db) == args.db else None
+        app = create_app(
+            log,
+            jaeger_url=args.jaeger or DEFAULT_JAEGER_URL,
+            db_option=db_option,
+            hosts=LOOPBACK_NAMES if loopback else None,
+        )
+        if not loopback:
+            print(
+                f"synthora: the viewer has no login: whoever reaches {args.host} sees every run",
+                file=sys.stderr,
+            )
+        out.write(f"viewing {safe_url(log.url)} at {url_of(listener)}/ (Ctrl-C stops)\n")
+        out.flush()
+        serve(app, listener)
     return 0
 
 

@@ -146,3 +146,12 @@ def log(log_url: str) -> Iterator[EventLog]:
     with EventLog(log_url) as event_log:
         event_log.attach()
         yield event_log
+
+
+@pytest.fixture
+def viewer(log: EventLog) -> Iterator[str]:
+    """``synthora ui`` over the test's log, on a free loopback port; yields its base URL."""
+    from synthora.ui import create_app, serving  # noqa: PLC0415 - only these tests need it
+
+    with serving(create_app(log, page_size=3)) as url:
+        yield url

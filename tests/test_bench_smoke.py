@@ -55,6 +55,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             {"replay_backend_s", "export_s"},
             id="replay",
         ),
+        pytest.param(
+            "ui_pages.py",
+            ["--runs", "30", "--tokens", "4", "--long-tokens", "20", "--rounds", "1"],
+            {"sqlite"},
+            id="ui-pages",
+        ),
     ],
 )
 def test_benchmark_runs_small(tmp_path, script, argv, keys):

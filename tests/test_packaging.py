@@ -50,6 +50,9 @@ def test_wheel_contents(tmp_path: Path) -> None:
         "synthora/storage/__init__.py",
         "synthora/models/openai_backend.py",
         "synthora/testing/server.py",
+        "synthora/ui/templates/run.html",  # the viewer's pages and assets are package data
+        "synthora/ui/static/viewer.js",
+        "synthora/ui/static/viewer.css",
     ):
         assert required in names
 
