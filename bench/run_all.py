@@ -3,9 +3,9 @@
 usage: python bench/run_all.py [--json bench-results.json] [--quick]
 
 Runs each script in its own process (stream_overhead, wires, peers, scale, event_log, durable_log,
-replay, and dashboards when PostgreSQL answers), prints their tables as they finish, and writes
-one JSON document: the commit, the date, the Python and package versions, and each script's
-figures.
+replay, handler_memory, and dashboards when PostgreSQL answers), prints their tables as they
+finish, and writes one JSON document: the commit, the date, the Python and package versions, and
+each script's figures.
 `--quick` runs every script at a small size (minutes, not tens of minutes).
 """
 
@@ -30,6 +30,7 @@ FULL: dict[str, list[str]] = {
     "event_log": [],
     "durable_log": [],
     "replay": [],
+    "handler_memory": [],
 }
 QUICK: dict[str, list[str]] = {
     "stream_overhead": ["--tokens", "500", "--rounds", "3", "--plain-runs", "10"],
@@ -39,6 +40,7 @@ QUICK: dict[str, list[str]] = {
     "event_log": ["--events", "50000", "--read-events", "100000", "--rounds", "3"],
     "durable_log": ["--runs", "100", "--rounds", "3"],
     "replay": ["--runs", "200"],
+    "handler_memory": ["--backends", "300", "--warmup", "50"],
 }
 
 

@@ -11,9 +11,15 @@ slow async hook therefore slows a sync run down as much as a slow sync hook woul
 
 from __future__ import annotations
 
-from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
+from collections.abc import Callable
+from typing import Any, assert_never
 
-__all__ = ["AsyncCallBackHandler", "BaseCallBackHandler"]
+from synthora.events import EVENT_KINDS, EndEvent, ErrorEvent, EventKind, StartEvent, TokenEvent
+
+__all__ = ["AsyncCallBackHandler", "BaseCallBackHandler", "CallBackHandler", "hook_receivers"]
+
+Receiver = Callable[..., Any]
+"""A bus receiver: called as ``receiver(sender, event=…)``."""
 
 
 class BaseCallBackHandler:
@@ -46,3 +52,49 @@ class AsyncCallBackHandler:
 
     async def on_llm_error(self, event: ErrorEvent) -> None:
         """A run failed; the caller receives the exception."""
+
+
+CallBackHandler = BaseCallBackHandler | AsyncCallBackHandler
+
+
+def hook_receivers(handler: CallBackHandler) -> list[tuple[EventKind, Receiver]]:
+    """The bus receivers that call `handler`'s own hooks.
+
+    The caller keeps them: each is meant for one backend, and the bus may hold them weakly.
+    """
+    base: type[CallBackHandler] = (
+        AsyncCallBackHandler if isinstance(handler, AsyncCallBackHandler) else BaseCallBackHandler
+    )
+    receivers: list[tuple[EventKind, Receiver]] = []
+    for kind in EVENT_KINDS:
+        name = _hook_for(kind)
+        if getattr(type(handler), name, None) is not getattr(base, name):
+            receivers.append((kind, _EventHook(getattr(handler, name))))
+    return receivers
+
+
+def _hook_for(kind: EventKind) -> str:
+    """The handler method that hears events of `kind`."""
+    match kind:
+        case "start":
+            return "on_llm_start"
+        case "token":
+            return "on_llm_chunk"
+        case "end":
+            return "on_llm_end"
+        case "error":
+            return "on_llm_error"
+        case _:
+            assert_never(kind)
+
+
+class _EventHook:
+    """A bus receiver that calls one hook with the event."""
+
+    __slots__ = ("__weakref__", "hook")
+
+    def __init__(self, hook: Callable[..., Any]) -> None:
+        self.hook = hook
+
+    def __call__(self, sender: Any, /, *, event: Any, **_: Any) -> Any:
+        return self.hook(event)
