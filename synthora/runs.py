@@ -42,6 +42,7 @@ __all__ = [
     "Run",
     "ScopeFrame",
     "current_scope",
+    "raised",
     "register_secret",
     "service_name",
 ]
@@ -63,6 +64,18 @@ class ScopeFrame:
 
 
 current_scope: ContextVar[ScopeFrame | None] = ContextVar("synthora_scope", default=None)
+
+_raising: ContextVar[tuple[ErrorEvent, BaseException] | None] = ContextVar(
+    "synthora_raising", default=None
+)
+
+
+def raised(event: ErrorEvent) -> BaseException | None:
+    """The exception behind `event` while its subscribers hear it: the very object the caller
+    receives. None after that, and for an event replayed from a log (only its record is left)."""
+    current = _raising.get()
+    return current[1] if current is not None and current[0] is event else None
+
 
 _secrets: set[str] = set()
 
@@ -110,6 +123,7 @@ class Run:
         "_closing",
         "_durable_timeout",
         "_envelope",
+        "_exception",
         "_first_token_ns",
         "_started_ns",
         "closed",
@@ -138,6 +152,7 @@ class Run:
         self.closed = False
         self._closing = threading.Lock()
         self._closed_sent = False
+        self._exception: BaseException | None = None
         self._durable_timeout = durable_timeout
         parent_run_id = frame.run_id if frame else None
         stamp = _stamp(
@@ -227,6 +242,7 @@ class Run:
         if not self._claim():
             return None
         exc.add_note(f"synthora run {self.run_id} ({self.node.path})")
+        self._exception = exc
         code = getattr(exc, "code", None)
         status = getattr(exc, "status_code", None)
         return ErrorEvent(
@@ -268,15 +284,20 @@ class Run:
         if event is None:
             return
         signal = bus.signals[event.kind]
-        closing = signal is bus.on_end or signal is bus.on_error
-        if closing and not self._send_closing_once():
+        if signal is not bus.on_end and signal is not bus.on_error:
+            bus.dispatch(signal, self.sender, event=event)
             return
-        results = bus.dispatch(signal, self.sender, event=event)
-        if closing:
-            futures = _barriers(results)
-            if futures:
-                _, pending = concurrent.futures.wait(futures, timeout=self._durable_timeout)
-                self._warn_if_pending(len(pending))
+        if not self._send_closing_once():
+            return
+        raising = _raising.set(self._failure(event))
+        try:
+            results = bus.dispatch(signal, self.sender, event=event)
+        finally:
+            _raising.reset(raising)
+        futures = _barriers(results)
+        if futures:
+            _, pending = concurrent.futures.wait(futures, timeout=self._durable_timeout)
+            self._warn_if_pending(len(pending))
 
     async def emit_async(self, event: Event | None) -> None:
         """`emit` for async callers: barriers are awaited without blocking the loop.
@@ -294,6 +315,7 @@ class Run:
             await bus.dispatch_async(signal, self.sender, event=event)
 
     async def _close_async(self, signal: NamedSignal, event: Event) -> None:
+        _raising.set(self._failure(event))  # in the shielded task's own context
         results = await bus.dispatch_async(signal, self.sender, event=event)
         futures = _barriers(results)
         if futures:
@@ -301,6 +323,13 @@ class Run:
                 [asyncio.wrap_future(f) for f in futures], timeout=self._durable_timeout
             )
             self._warn_if_pending(len(pending))
+
+    def _failure(self, event: Event) -> tuple[ErrorEvent, BaseException] | None:
+        """`event` with the exception it records, for `raised`; the run lets go of it here."""
+        exception, self._exception = self._exception, None
+        if exception is None or not isinstance(event, ErrorEvent):
+            return None
+        return event, exception
 
     def _warn_if_pending(self, pending: int) -> None:
         if pending:

@@ -120,7 +120,8 @@ class BaseModelBackend:
         return [handler for handler, _ in self._handlers.values()]
 
     def add_handler(self, handler: CallBackHandler) -> None:
-        """Let `handler` hear this backend's runs. Hooks it does not override are skipped."""
+        """Let `handler` hear this backend's runs. Hooks it does not override are skipped, and
+        each hook's style (events, or the original library's arguments) is read here, once."""
         if id(handler) in self._handlers:
             return
         connected: list[tuple[Signal, Receiver]] = []
