@@ -104,6 +104,9 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage | None
     tokens: int
     error: ErrorEvent | None
+    trace_sampled: bool | None = None
+    """False when the sampler dropped the run's trace (so it has no trace id); see
+    `StartEvent.trace_sampled`."""
 
 
 class EventLog:
@@ -399,6 +402,7 @@ class EventLog:
             usage=closing.usage if isinstance(closing, EndEvent) else None,
             tokens=tokens,
             error=closing if isinstance(closing, ErrorEvent) else None,
+            trace_sampled=start.trace_sampled if start else None,
         )
 
     def replay(self, run_id: str, speed: float | None = None, *, sender: Any = None) -> list[Event]:

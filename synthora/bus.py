@@ -15,7 +15,9 @@ Dispatch differs from ``Signal.send`` on purpose:
   What blinker holds weakly stays weak there (`_Receivers`).
 
 ``before_run`` is sent before a run's start event is built. A receiver may return a mapping
-(``{"trace_id": …, "span_id": …}``) that is stamped into every event of that run. ``on_end`` and
+(``{"trace_id": …, "span_id": …}``) that is stamped into every event of that run, and
+``"trace_sampled"`` for its start event (a tracer whose sampler dropped the run returns only
+``{"trace_sampled": False}``: no ids of a trace that is never exported). ``on_end`` and
 ``on_error`` receivers may return a `concurrent.futures.Future`: a durability barrier the run
 waits for before it returns.
 """

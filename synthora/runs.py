@@ -126,6 +126,7 @@ class Run:
         "_exception",
         "_first_token_ns",
         "_started_ns",
+        "_trace_sampled",
         "closed",
         "node",
         "run_id",
@@ -155,7 +156,7 @@ class Run:
         self._exception: BaseException | None = None
         self._durable_timeout = durable_timeout
         parent_run_id = frame.run_id if frame else None
-        stamp = _stamp(
+        stamp, self._trace_sampled = _stamp(
             bus.dispatch(
                 bus.before_run,
                 sender,
@@ -178,7 +179,13 @@ class Run:
     # -- building events (no I/O) ----------------------------------------------------------
 
     def start(self, **payload: Any) -> StartEvent:
-        return StartEvent(seq=self._next_seq(), ts=time.time_ns(), **self._envelope, **payload)
+        return StartEvent(
+            seq=self._next_seq(),
+            ts=time.time_ns(),
+            trace_sampled=self._trace_sampled,
+            **self._envelope,
+            **payload,
+        )
 
     def token(self, chunk: MessageChunk) -> TokenEvent | None:
         """The token event for a chunk, or None when nobody listens (the seq still advances)
@@ -342,15 +349,19 @@ class Run:
             )
 
 
-def _stamp(results: list[Any]) -> dict[str, str]:
-    """Merge what ``before_run`` receivers returned; only the envelope's own keys are kept."""
+def _stamp(results: list[Any]) -> tuple[dict[str, str], bool | None]:
+    """Merge what ``before_run`` receivers returned: the envelope's ids, and whether the run's
+    trace was sampled (None if no receiver said)."""
     stamp: dict[str, str] = {}
+    sampled: bool | None = None
     for result in results:
         if isinstance(result, Mapping):
             stamp.update(
                 {key: str(result[key]) for key in ("trace_id", "span_id") if key in result}
             )
-    return stamp
+            if "trace_sampled" in result:
+                sampled = bool(result["trace_sampled"])
+    return stamp, sampled
 
 
 def _barriers(results: list[Any]) -> list[concurrent.futures.Future[Any]]:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from otlp_receiver import OTLPReceiver
 
 import synthora.telemetry
@@ -551,3 +552,47 @@ def test_an_unknown_exporter_is_a_clear_error(receiver, server, arguments, env, 
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"synthora.errors.ConfigurationError: {says}")
     assert receiver.received.spans == []
+
+
+class EveryOther(Sampler):
+    """Keeps every other run's span and drops the rest: a dropping sampler, deterministically."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, *_, **__):
+        self.calls += 1
+        keep = self.calls % 2 == 1
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
+
+    def get_description(self) -> str:
+        return "EveryOther"
+
+
+def test_only_sampled_runs_carry_trace_ids(receiver, make_backend, log):
+    """Runs the sampler drops are logged with no trace or span id, only trace_sampled=False;
+    every trace id that is logged is one the collector received."""
+    receiver.reset()
+    provider = TracerProvider(sampler=EveryOther(), shutdown_on_exit=False)
+    exporter = OTLPSpanExporter(endpoint=f"{receiver.http_endpoint}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    synthora.telemetry.instrument(provider)
+    try:
+        for stream in (False, False, True, True):
+            result = make_backend(stream=stream).run("sampled or not")
+            if stream:
+                list(result)
+        assert provider.force_flush()
+    finally:
+        synthora.telemetry.uninstrument()
+        provider.shutdown()
+    assert log.flush()
+    runs = list(log.runs())
+    exported = {span.trace_id for span in receiver.received.spans}
+    assert len(exported) == 2
+    assert {run.trace_id for run in runs} == exported | {""}
+    for run in runs:
+        events = list(log.events(run.run_id))
+        assert events[0].trace_sampled is (run.trace_id != "")
+        assert {(e.trace_id, e.span_id) for e in events} == {(run.trace_id, run.span_id)}
+        assert (run.trace_id == "") is (run.span_id == "")
