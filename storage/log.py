@@ -164,7 +164,7 @@ class EventLog:
             on_full=on_full,
             spool=None if spool is False else Spool(spool, durability),
         )
-        self._receivers: list[tuple[Any, Callable[..., Any], Any]] = []
+        self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._closed = False
         _open_logs.add(self)
 
@@ -199,13 +199,15 @@ class EventLog:
         for kind in EVENT_KINDS:
             signal, receiver = bus.signals[kind], receiver_for(kind)
             signal.connect(receiver, sender=sender, weak=False)
-            self._receivers.append((signal, receiver, sender))
+            self._receivers.append((signal, receiver))
         return self
 
     def detach(self) -> None:
         """Stop storing new runs; what was already enqueued is still written."""
-        for signal, receiver, sender in self._receivers:
-            signal.disconnect(receiver, sender=sender)
+        for signal, receiver in self._receivers:
+            # From every sender: blinker keeps a receiver disconnected from one sender only, and
+            # these were made for this attachment alone.
+            signal.disconnect(receiver)
         self._receivers.clear()
 
     def flush(self, timeout: float | None = None) -> bool:
