@@ -3,9 +3,9 @@
 usage: python bench/run_all.py [--json bench-results.json] [--quick]
 
 Runs each script in its own process (stream_overhead, wires, peers, drop_in, scale, event_log,
-durable_log, replay, ui_pages, and dashboards when PostgreSQL answers), prints their tables as they
-finish, and writes one JSON document: the commit, the date, the Python and package versions, and
-each script's figures.
+durable_log, replay, ui_pages, handler_memory, and dashboards when PostgreSQL answers), prints
+their tables as they finish, and writes one JSON document: the commit, the date, the Python and
+package versions, and each script's figures.
 `--quick` runs every script at a small size (minutes, not tens of minutes).
 """
 
@@ -32,6 +32,7 @@ FULL: dict[str, list[str]] = {
     "durable_log": [],
     "replay": [],
     "ui_pages": [],
+    "handler_memory": [],
 }
 QUICK: dict[str, list[str]] = {
     "stream_overhead": ["--tokens", "500", "--rounds", "3", "--plain-runs", "10"],
@@ -43,6 +44,7 @@ QUICK: dict[str, list[str]] = {
     "durable_log": ["--runs", "100", "--rounds", "3"],
     "replay": ["--runs", "200"],
     "ui_pages": ["--runs", "2000", "--rounds", "3"],
+    "handler_memory": ["--backends", "300", "--warmup", "50"],
 }
 
 

@@ -132,7 +132,8 @@ class EventLog:
             on_full=on_full,
             spool=None if spool is False else Spool(spool, durability),
         )
-        self._receivers: list[tuple[Any, Callable[..., Any], Any]] = []
+        self._receivers: list[tuple[Any, Callable[..., Any]]] = []
+        self._attached: list[Any] = []  # the senders whose runs are stored (ANY: every run)
         self._closed = False
         _open_logs.add(self)
 
@@ -147,7 +148,7 @@ class EventLog:
         Attaching again what is already stored changes nothing: each event is stored once.
         """
         sender = ANY if backend is None else backend
-        if any(attached is ANY or attached is sender for _, _, attached in self._receivers):
+        if any(attached is ANY or attached is sender for attached in self._attached):
             return self
         if sender is ANY:
             self.detach()  # the backends attached one by one are now covered by every run
@@ -174,14 +175,18 @@ class EventLog:
         for kind in EVENT_KINDS:
             signal, receiver = bus.signals[kind], receiver_for(kind)
             signal.connect(receiver, sender=sender, weak=False)
-            self._receivers.append((signal, receiver, sender))
+            self._receivers.append((signal, receiver))
+        self._attached.append(sender)
         return self
 
     def detach(self) -> None:
         """Stop storing new runs; what was already enqueued is still written."""
-        for signal, receiver, sender in self._receivers:
-            signal.disconnect(receiver, sender=sender)
+        for signal, receiver in self._receivers:
+            # From every sender: blinker keeps a receiver disconnected from one sender only, and
+            # these were made for this attachment alone.
+            signal.disconnect(receiver)
         self._receivers.clear()
+        self._attached.clear()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event enqueued so far is committed; False on timeout."""
@@ -410,6 +415,7 @@ class EventLog:
             tokens=tokens,
             error=closing if isinstance(closing, ErrorEvent) else None,
             failed_attempts=closing.failed_attempts if closing else (),
+            trace_sampled=start.trace_sampled if start else None,
         )
 
     def replay(self, run_id: str, speed: float | None = None, *, sender: Any = None) -> list[Event]:

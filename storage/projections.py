@@ -58,3 +58,6 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     tokens: int
     error: ErrorEvent | None
     failed_attempts: tuple[FailedAttempt, ...] = ()
+    trace_sampled: bool | None = None
+    """False when the sampler dropped the run's trace (so it has no trace id); see
+    `StartEvent.trace_sampled`."""

@@ -12,9 +12,12 @@ Dispatch differs from ``Signal.send`` on purpose:
   completion on one private background event loop, so no coroutine is ever left un-awaited;
 * the receivers of a (signal, sender) pair are looked up once and remembered until a receiver
   connects or disconnects: blinker's ``receivers_for`` costs ~1.3 µs a call, too much per token.
+  What blinker holds weakly stays weak there (`_Receivers`).
 
 ``before_run`` is sent before a run's start event is built. A receiver may return a mapping
-(``{"trace_id": …, "span_id": …}``) that is stamped into every event of that run. ``on_end`` and
+(``{"trace_id": …, "span_id": …}``) that is stamped into every event of that run, and
+``"trace_sampled"`` for its start event (a tracer whose sampler dropped the run returns only
+``{"trace_sampled": False}``: no ids of a trace that is never exported). ``on_end`` and
 ``on_error`` receivers may return a `concurrent.futures.Future`: a durability barrier the run
 waits for before it returns.
 """
@@ -71,11 +74,14 @@ def subscriber_failures() -> int:
 class _Receivers:
     """`Signal.receivers_for`, memoised per sender until the signal's receivers change.
 
-    An entry holds the receivers themselves when blinker holds them all strongly (Synthora's own
-    subscribers and handlers are); otherwise their *ids*, resolved through ``signal.receivers``
-    on every call, so weak receivers still die as blinker intends and dead ones are skipped. It
-    also holds the sender (weakly where it can), and is used only for that very object: a
-    recycled ``id()`` never inherits another sender's receivers.
+    An entry holds each receiver as blinker holds it: one connected strongly as itself, a weak
+    one (a backend's handler hooks) as blinker's own weak reference, which dispatch resolves
+    and skips once dead. So remembering never keeps alive what blinker lets die: a backend's
+    receivers, held by the backend, go with it even when its handler refers back to it.
+
+    An entry holds its sender weakly where it can, is used only for that very object (a
+    recycled ``id()`` never inherits another sender's receivers), and goes when the sender
+    dies. Entries are in connection order, so a backend's handlers hear it in the order added.
     """
 
     __slots__ = ("_entries", "_signal")
@@ -84,50 +90,49 @@ class _Receivers:
 
     def __init__(self, signal: NamedSignal) -> None:
         self._signal = signal
-        self._entries: dict[int, tuple[Callable[[], Any], tuple[Any, ...], bool]] = {}
+        self._entries: dict[int, tuple[Callable[[], Any], tuple[Any, ...]]] = {}
         signal.receiver_connected.connect(self._forget, weak=False)
         signal.receiver_disconnected.connect(self._forget, weak=False)
 
     def _forget(self, *_: Any, **__: Any) -> None:
         self._entries = {}
 
-    def __call__(self, sender: Any) -> tuple[Any, ...] | list[Any]:
+    def __call__(self, sender: Any) -> tuple[Any, ...]:
+        """The receivers for `sender`; the weak ones as references to resolve."""
         entry = self._entries.get(id(sender))
         if entry is None or entry[0]() is not sender:
-            entry = self._entries[id(sender)] = (_reference(sender), *self._lookup(sender))
-        if entry[2]:  # all strong: the receivers themselves
-            return entry[1]
-        registered = self._signal.receivers
-        live = []
-        for receiver_id in entry[1]:
-            receiver = registered.get(receiver_id)
-            if isinstance(receiver, weakref.ref):
-                receiver = receiver()
-            if receiver is not None:
-                live.append(receiver)
-        return live
+            entry = self._remember(sender)
+        return entry[1]
 
-    def _lookup(self, sender: Any) -> tuple[tuple[Any, ...], bool]:
-        """(the receivers, True) if all are held strongly, else (their ids, False)."""
+    def _remember(self, sender: Any) -> tuple[Callable[[], Any], tuple[Any, ...]]:
         if len(self._entries) >= self._MAX_ENTRIES:
             self._entries = {}
-        receivers = tuple(self._signal.receivers_for(sender))
-        wanted = {id(receiver) for receiver in receivers}
-        found = [
-            (receiver_id, receiver)
-            for receiver_id, receiver in self._signal.receivers.items()
-            if id(receiver() if isinstance(receiver, weakref.ref) else receiver) in wanted
-        ]
-        if not any(isinstance(receiver, weakref.ref) for _, receiver in found):
-            return receivers, True
-        return tuple(receiver_id for receiver_id, _ in found), False
+        live = list(self._signal.receivers_for(sender))
+        held = tuple(
+            receiver for receiver in self._signal.receivers.values() if _resolve(receiver) in live
+        )
+        entry = (self._reference(sender), held)
+        self._entries[id(sender)] = entry
+        return entry
+
+    def _reference(self, sender: Any) -> Callable[[], Any]:
+        """`sender`, weakly where it can be: its death drops its entry."""
+        key = id(sender)
+
+        def forget_sender(reference: weakref.ref[Any]) -> None:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is reference:
+                del self._entries[key]
+
+        try:
+            return weakref.ref(sender, forget_sender)
+        except TypeError:  # None, ANY, a Node: kept by value, bounded by _MAX_ENTRIES
+            return lambda: sender
 
 
-def _reference(sender: Any) -> Callable[[], Any]:
-    try:
-        return weakref.ref(sender)
-    except TypeError:  # None, ANY, a Node: kept by value, bounded by _MAX_ENTRIES
-        return lambda: sender
+def _resolve(held: Any) -> Any:
+    """A receiver as `Signal.receivers` holds it, resolved (None if it died)."""
+    return held() if isinstance(held, weakref.ref) else held
 
 
 _RECEIVERS = {
@@ -138,7 +143,10 @@ _RECEIVERS = {
 def dispatch(signal: NamedSignal, sender: Any, /, **kwargs: Any) -> list[Any]:
     """Call every receiver of `signal` for `sender`; return their non-None results."""
     results: list[Any] = []
-    for receiver in _RECEIVERS[signal](sender):
+    for held in _RECEIVERS[signal](sender):
+        receiver = held() if isinstance(held, weakref.ref) else held
+        if receiver is None:  # a weak receiver that died since
+            continue
         try:
             result = receiver(sender, **kwargs)
             if result is None:
@@ -156,7 +164,10 @@ def dispatch(signal: NamedSignal, sender: Any, /, **kwargs: Any) -> list[Any]:
 async def dispatch_async(signal: NamedSignal, sender: Any, /, **kwargs: Any) -> list[Any]:
     """`dispatch` for async callers: coroutine receivers are awaited on the caller's loop."""
     results: list[Any] = []
-    for receiver in _RECEIVERS[signal](sender):
+    for held in _RECEIVERS[signal](sender):
+        receiver = held() if isinstance(held, weakref.ref) else held
+        if receiver is None:  # a weak receiver that died since
+            continue
         try:
             result = receiver(sender, **kwargs)
             if inspect.iscoroutine(result):

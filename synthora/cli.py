@@ -36,6 +36,8 @@ SHORT_ID = 23
 """How much of a run id the tables show: past its UUIDv7 millisecond timestamp (13 characters)
 into 28 random bits, since runs started in the same millisecond share the timestamp."""
 
+NOT_SAMPLED = "not sampled: the tracer's sampler dropped its trace, so none was exported"
+
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
@@ -274,6 +276,8 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     if run.trace_id:
         link = trace_link(args.jaeger or DEFAULT_JAEGER_URL, run.trace_id)
         out.write(f"trace    {run.trace_id}  {link}\n")
+    elif transcript.trace_sampled is False:
+        out.write(f"trace    {NOT_SAMPLED}\n")
     if steps:
         out.write(f"\n{len(steps)} runs inside this {run.operation}, in order:\n")
     for step in steps:
@@ -457,13 +461,20 @@ def _trace(args: argparse.Namespace, out: TextIO) -> int:
     from synthora.telemetry.jaeger import DEFAULT_JAEGER_URL, find_trace  # noqa: PLC0415
 
     with _open_log(args) as log:
-        run = log.run(args.run)
+        transcript = log.transcript(args.run)
+    run, sampled = transcript.run, transcript.trace_sampled
     if not run.trace_id:
+        if sampled is False:
+            raise _Failure(f"run {run.run_id} was {NOT_SAMPLED}")
         raise _Failure(f"run {run.run_id} was not traced (enable synthora.telemetry)")
     jaeger = args.jaeger or DEFAULT_JAEGER_URL
     found = find_trace(jaeger, run.trace_id)
     if found is None:
-        out.write(f"trace {run.trace_id} of run {run.run_id} is not in Jaeger at {jaeger} (yet)\n")
+        # A log written before sampling was recorded may hold ids of traces never exported.
+        why = "yet" if sampled else "yet, or it was not sampled"
+        out.write(
+            f"trace {run.trace_id} of run {run.run_id} is not in Jaeger at {jaeger} ({why})\n"
+        )
         return 1
     out.write(
         f"trace {found.trace_id}: {len(found.span_names)} spans from {', '.join(found.services)}\n"

@@ -101,6 +101,9 @@ class StartEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="start"):
     prompt: str | list[str] | None = None
     server_address: str | None = None
     server_port: int | None = None
+    trace_sampled: bool | None = None
+    """Whether the run's trace was sampled, and so exported: only then does the envelope carry
+    its ids. None when the run was not traced (or was logged before this was recorded)."""
 
 
 class TokenEvent(_Envelope, frozen=True, gc=False, kw_only=True, tag="token"):

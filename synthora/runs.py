@@ -46,6 +46,7 @@ __all__ = [
     "ScopeFrame",
     "current_scope",
     "note_attempt",
+    "raised",
     "register_secret",
     "sending",
     "service_name",
@@ -88,6 +89,18 @@ def note_attempt(*, error_type: str | None = None, status_code: int | None = Non
     run = sending.get()
     if run is not None:
         run.note_attempt(error_type, status_code)
+
+
+_raising: ContextVar[tuple[ErrorEvent, BaseException] | None] = ContextVar(
+    "synthora_raising", default=None
+)
+
+
+def raised(event: ErrorEvent) -> BaseException | None:
+    """The exception behind `event` while its subscribers hear it: the very object the caller
+    receives. None after that, and for an event replayed from a log (only its record is left)."""
+    current = _raising.get()
+    return current[1] if current is not None and current[0] is event else None
 
 
 _secrets: set[str] = set()
@@ -136,8 +149,10 @@ class Run:
         "_closing",
         "_durable_timeout",
         "_envelope",
+        "_exception",
         "_first_token_ns",
         "_started_ns",
+        "_trace_sampled",
         "attempts",
         "closed",
         "failed_attempts",
@@ -168,9 +183,10 @@ class Run:
         self.closed = False
         self._closing = threading.Lock()
         self._closed_sent = False
+        self._exception: BaseException | None = None
         self._durable_timeout = durable_timeout
         parent_run_id = frame.run_id if frame else None
-        stamp = _stamp(
+        stamp, self._trace_sampled = _stamp(
             bus.dispatch(
                 bus.before_run,
                 sender,
@@ -202,7 +218,13 @@ class Run:
             self.failed_attempts += (failed,)
 
     def start(self, **payload: Any) -> StartEvent:
-        return StartEvent(seq=self._next_seq(), ts=time.time_ns(), **self._envelope, **payload)
+        return StartEvent(
+            seq=self._next_seq(),
+            ts=time.time_ns(),
+            trace_sampled=self._trace_sampled,
+            **self._envelope,
+            **payload,
+        )
 
     def token(self, chunk: MessageChunk) -> TokenEvent | None:
         """The token event for a chunk, or None when nobody listens (the seq still advances)
@@ -268,6 +290,7 @@ class Run:
         if not self._claim():
             return None
         exc.add_note(f"synthora run {self.run_id} ({self.node.path})")
+        self._exception = exc
         code = getattr(exc, "code", None)
         status = getattr(exc, "status_code", None)
         return ErrorEvent(
@@ -311,15 +334,20 @@ class Run:
         if event is None:
             return
         signal = bus.signals[event.kind]
-        closing = signal is bus.on_end or signal is bus.on_error
-        if closing and not self._send_closing_once():
+        if signal is not bus.on_end and signal is not bus.on_error:
+            bus.dispatch(signal, self.sender, event=event)
             return
-        results = bus.dispatch(signal, self.sender, event=event)
-        if closing:
-            futures = _barriers(results)
-            if futures:
-                _, pending = concurrent.futures.wait(futures, timeout=self._durable_timeout)
-                self._warn_if_pending(len(pending))
+        if not self._send_closing_once():
+            return
+        raising = _raising.set(self._failure(event))
+        try:
+            results = bus.dispatch(signal, self.sender, event=event)
+        finally:
+            _raising.reset(raising)
+        futures = _barriers(results)
+        if futures:
+            _, pending = concurrent.futures.wait(futures, timeout=self._durable_timeout)
+            self._warn_if_pending(len(pending))
 
     async def emit_async(self, event: Event | None) -> None:
         """`emit` for async callers: barriers are awaited without blocking the loop.
@@ -337,6 +365,7 @@ class Run:
             await bus.dispatch_async(signal, self.sender, event=event)
 
     async def _close_async(self, signal: NamedSignal, event: Event) -> None:
+        _raising.set(self._failure(event))  # in the shielded task's own context
         results = await bus.dispatch_async(signal, self.sender, event=event)
         futures = _barriers(results)
         if futures:
@@ -344,6 +373,13 @@ class Run:
                 [asyncio.wrap_future(f) for f in futures], timeout=self._durable_timeout
             )
             self._warn_if_pending(len(pending))
+
+    def _failure(self, event: Event) -> tuple[ErrorEvent, BaseException] | None:
+        """`event` with the exception it records, for `raised`; the run lets go of it here."""
+        exception, self._exception = self._exception, None
+        if exception is None or not isinstance(event, ErrorEvent):
+            return None
+        return event, exception
 
     def _warn_if_pending(self, pending: int) -> None:
         if pending:
@@ -356,15 +392,19 @@ class Run:
             )
 
 
-def _stamp(results: list[Any]) -> dict[str, str]:
-    """Merge what ``before_run`` receivers returned; only the envelope's own keys are kept."""
+def _stamp(results: list[Any]) -> tuple[dict[str, str], bool | None]:
+    """Merge what ``before_run`` receivers returned: the envelope's ids, and whether the run's
+    trace was sampled (None if no receiver said)."""
     stamp: dict[str, str] = {}
+    sampled: bool | None = None
     for result in results:
         if isinstance(result, Mapping):
             stamp.update(
                 {key: str(result[key]) for key in ("trace_id", "span_id") if key in result}
             )
-    return stamp
+            if "trace_sampled" in result:
+                sampled = bool(result["trace_sampled"])
+    return stamp, sampled
 
 
 def _barriers(results: list[Any]) -> list[concurrent.futures.Future[Any]]:

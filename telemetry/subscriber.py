@@ -2,10 +2,11 @@
 
 One span per run: CLIENT for a model run, named ``"{operation} {model}"``; INTERNAL for an agent
 or tool scope, named ``"invoke_agent {name}"`` / ``"execute_tool {name}"``. The span is opened in
-``before_run`` (so the run's events carry its trace and span ids) as a child of the enclosing
-scope's span, or else of whatever span is current in the caller's context, and it is never made
-current itself: a stream held open by the caller must not become the parent of unrelated spans.
-It ends with the run's end or error event, at that event's timestamp.
+``before_run`` (so the run's events carry its trace and span ids, when the sampler keeps it) as
+a child of the enclosing scope's span, or else of whatever span is current in the caller's
+context, and it is never made current itself: a stream held open by the caller must not become
+the parent of unrelated spans. It ends with the run's end or error event, at that event's
+timestamp.
 
 With ``EVENT_ONLY`` / ``SPAN_AND_EVENT`` content capture, a model run's conversation also goes
 out as one ``gen_ai.client.inference.operation.details`` log record (an OpenTelemetry event),
@@ -124,7 +125,7 @@ class SpanSubscriber:
         operation: str,
         model: str,
         **_: Any,
-    ) -> dict[str, str] | None:
+    ) -> dict[str, str | bool] | None:
         parent = self._open.get(parent_run_id) if parent_run_id else None
         context = trace.set_span_in_context(parent.span) if parent else None
         span = self._start_span(operation, model, node, run_id, parent_run_id, context=context)
@@ -132,7 +133,13 @@ class SpanSubscriber:
         ids = span.get_span_context()
         if not ids.is_valid:
             return None
-        return {"trace_id": format(ids.trace_id, "032x"), "span_id": format(ids.span_id, "016x")}
+        if not ids.trace_flags.sampled:  # never exported: no ids to look a trace up by
+            return {"trace_sampled": False}
+        return {
+            "trace_id": format(ids.trace_id, "032x"),
+            "span_id": format(ids.span_id, "016x"),
+            "trace_sampled": True,
+        }
 
     def _on_start(
         self, sender: Any, /, *, event: StartEvent, replayed: bool = False, **_: Any

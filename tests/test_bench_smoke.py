@@ -61,6 +61,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             {"sqlite"},
             id="ui-pages",
         ),
+        pytest.param(
+            "handler_memory.py",
+            ["--backends", "10", "--warmup", "2"],
+            {"rss_growth_mib", "alive_after"},
+            id="handler-memory",
+        ),
     ],
 )
 def test_benchmark_runs_small(tmp_path, script, argv, keys):

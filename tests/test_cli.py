@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import synthora.telemetry
 from support import cli
+from synthora.events import event_from_dict
 from synthora.storage import EventLog
 from synthora.storage.codec import batch_rows
 from synthora.storage.spool import Spool, default_spool_path
@@ -165,12 +166,10 @@ def jaeger():
     yield from serve(JaegerStandIn)
 
 
-@pytest.fixture
-def traced_run(tmp_path, make_backend):
-    """A run stored with tracing on: (db url, run id, trace id)."""
+def store_a_traced_run(url, make_backend):
+    """Run once with tracing on (the SDK's default sampler) into the log at `url`; its summary."""
     provider = TracerProvider(shutdown_on_exit=False)
     synthora.telemetry.instrument(provider)
-    url = f"sqlite:///{tmp_path / 'traced.db'}"
     try:
         with EventLog(url) as log:
             log.attach()
@@ -179,7 +178,23 @@ def traced_run(tmp_path, make_backend):
     finally:
         synthora.telemetry.uninstrument()
         provider.shutdown()
+    return summary
+
+
+@pytest.fixture
+def traced_run(tmp_path, make_backend):
+    """A run stored with tracing on: (db url, run id, trace id)."""
+    url = f"sqlite:///{tmp_path / 'traced.db'}"
+    summary = store_a_traced_run(url, make_backend)
     return url, summary.run_id, summary.trace_id
+
+
+@pytest.fixture
+def unsampled_run(tmp_path, make_backend, monkeypatch):
+    """A run stored with tracing on and OTEL_TRACES_SAMPLER=always_off: (db url, run id)."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    url = f"sqlite:///{tmp_path / 'unsampled.db'}"
+    return url, store_a_traced_run(url, make_backend).run_id
 
 
 def test_trace_found_in_jaeger(traced_run, jaeger):
@@ -206,6 +221,56 @@ def test_jaeger_unreachable(traced_run, capsys):
     url, run_id, _ = traced_run
     assert cli("--db", url, "trace", run_id, "--jaeger", "http://127.0.0.1:9")[0] == 1
     assert "not reachable" in capsys.readouterr().err
+
+
+def test_trace_of_an_unsampled_run(unsampled_run, capsys):
+    """A run the sampler dropped has no trace to look up: said so, without asking Jaeger."""
+    url, run_id = unsampled_run
+    status, out = cli("--db", url, "trace", run_id, "--jaeger", "http://127.0.0.1:9")
+    assert (status, out) == (1, "")
+    assert capsys.readouterr().err == (
+        f"synthora: run {run_id} was not sampled: the tracer's sampler dropped its trace, "
+        "so none was exported\n"
+    )
+
+
+def test_show_of_an_unsampled_run(unsampled_run):
+    """`show` says an unsampled run's trace was not sampled, and links to no trace."""
+    url, run_id = unsampled_run
+    status, out = cli("--db", url, "show", run_id)
+    assert status == 0
+    (line,) = [line for line in out.splitlines() if line.startswith("trace")]
+    assert line.split(maxsplit=1)[1].startswith("not sampled")
+    assert "/trace/" not in out
+
+
+def test_an_older_log_with_trace_ids_still_finds_them(tmp_path, make_backend, jaeger):
+    """Events logged before sampling was recorded (no trace_sampled) are still looked up by
+    their trace id; one Jaeger does not know may not have been sampled, and `trace` says so."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    synthora.telemetry.instrument(provider)
+    try:
+        with capture_events() as events:
+            make_backend().run("logged by an older version")
+    finally:
+        synthora.telemetry.uninstrument()
+        provider.shutdown()
+    older = [
+        event_from_dict({k: v for k, v in e.to_dict().items() if k != "trace_sampled"})
+        for e in events
+    ]
+    url = f"sqlite:///{tmp_path / 'older.db'}"
+    with EventLog(url) as log:
+        log.write(older)
+    run_id, trace_id = older[0].run_id, older[0].trace_id
+    JaegerStandIn.traces = {trace_id: ["chat m"]}
+    status, out = cli("--db", url, "trace", run_id, "--jaeger", jaeger)
+    assert status == 0
+    assert f"{jaeger}/trace/{trace_id}" in out
+    JaegerStandIn.traces = {}
+    status, out = cli("--db", url, "trace", run_id, "--jaeger", jaeger)
+    assert status == 1
+    assert out.endswith("is not in Jaeger at " + jaeger + " (yet, or it was not sampled)\n")
 
 
 class GrafanaStandIn(JsonStandIn):

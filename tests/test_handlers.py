@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import weakref
 
 import pytest
 
-from support import Recorder
-from synthora import AsyncCallBackHandler, BaseCallBackHandler, bus
+from support import AGENT, API_KEY, Recorder
+from synthora import AsyncCallBackHandler, BaseCallBackHandler, OpenAIChatBackend, bus
 from synthora.events import EndEvent, StartEvent, TokenEvent
 
 
@@ -117,3 +119,60 @@ def test_unoverridden_hooks_are_not_connected(make_backend):
     backend = make_backend(handlers=[EndsOnly()])
     assert not list(bus.on_token.receivers_for(backend))
     assert list(bus.on_end.receivers_for(backend))
+
+
+class HoldsItsBackend(Recorder):
+    """A handler that refers back to its backend, as an agent's handler often holds its agent."""
+
+    backend: OpenAIChatBackend | None = None
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["no-stream", "stream"])
+def test_a_dropped_backend_and_its_handler_are_collected(server, model, stream):
+    """A throwaway backend that ran with a handler is freed with it once dropped."""
+    handler = HoldsItsBackend()
+    backend = OpenAIChatBackend.default(
+        model, AGENT, api_key=API_KEY, base_url=server.base_url, handlers=[handler], stream=stream
+    )
+    handler.backend = backend
+    result = backend.run("one two")
+    if stream:
+        list(result)
+    del result
+    backend.client.close()
+    assert handler.kinds[-1] == "end"
+    gone = weakref.ref(backend), weakref.ref(handler)
+    del backend, handler
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+
+
+def test_a_removed_handler_is_collected(make_backend):
+    """remove_handler lets go of the handler: the backend keeps running without holding it."""
+    handler = Recorder()
+    backend = make_backend(handlers=[handler])
+    backend.run("heard")
+    backend.remove_handler(handler)
+    backend.run("not heard")
+    assert handler.kinds == ["start", "token", "end"]
+    gone = weakref.ref(handler)
+    del handler
+    gc.collect()
+    assert gone() is None
+    assert backend.handlers == []
+
+
+def test_handlers_hear_a_run_in_the_order_they_were_added(make_backend):
+    """Several handlers on one backend are called in the order they were added."""
+    heard: list[str] = []
+
+    class Named(BaseCallBackHandler):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_llm_end(self, event: EndEvent) -> None:
+            heard.append(self.name)
+
+    names = [f"handler-{i}" for i in range(8)]
+    make_backend(handlers=[Named(name) for name in names]).run("in order")
+    assert heard == names

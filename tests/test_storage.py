@@ -253,6 +253,22 @@ def test_redact_hook_and_no_content(log_url, make_backend):
     assert stored[-1].usage is not None
 
 
+def test_detach_lets_go_of_a_backends_receivers(tmp_path, make_backend):
+    """attach(backend) then detach() leaves the bus as it was: a log attached and detached in a
+    loop keeps nothing connected (blinker keeps a receiver disconnected from one sender only)."""
+    signals = (bus.on_start, bus.on_token, bus.on_end, bus.on_error)
+    before = [len(signal.receivers) for signal in signals]
+    backend = make_backend()
+    with EventLog(f"sqlite:///{tmp_path / 'one.db'}") as log:
+        for _ in range(3):
+            log.attach(backend)
+            backend.run("stored")
+            log.detach()
+        backend.run("not stored")
+        assert len(list(log.runs())) == 3
+    assert [len(signal.receivers) for signal in signals] == before
+
+
 def test_failing_redact_hook_stores_no_content(log_url, make_backend, caplog):
     """A redact hook that raises never lets unredacted content through."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from otlp_receiver import OTLPReceiver
 
 import synthora.telemetry
@@ -376,10 +379,10 @@ def test_collector_down_never_reaches_the_caller(make_backend):
 
 CONFIGURED_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import json, sys
     import synthora.telemetry
     from synthora import OpenAIChatBackend
-    synthora.telemetry.configure()
+    synthora.telemetry.configure(**json.loads(sys.argv[2]))
     synthora.telemetry.configure()  # idempotent
     backend = OpenAIChatBackend.default("configured", api_key="k", base_url=sys.argv[1])
     print(backend.run("configured run").text)
@@ -387,11 +390,14 @@ CONFIGURED_SCRIPT = textwrap.dedent(
 )
 
 
-def run_configured(base_url: str, endpoint: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """The script as a user would run it: its own process, outside the source tree."""
+def run_configured(
+    base_url: str, endpoint: str, arguments: dict[str, str] | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The script as a user would run it: its own process, outside the source tree; `arguments`
+    go to its configure() call."""
     environment = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env}
     return subprocess.run(
-        [sys.executable, "-c", CONFIGURED_SCRIPT, base_url],
+        [sys.executable, "-c", CONFIGURED_SCRIPT, base_url, json.dumps(arguments or {})],
         cwd=tempfile.gettempdir(),
         env=environment,
         capture_output=True,
@@ -444,3 +450,166 @@ def test_sdk_disabled_exports_nothing(receiver, server):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("configured run")
     assert receiver.received.spans == []
+
+
+NO_METRICS_NO_LOGS = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+
+
+@pytest.mark.parametrize("value", ["otlp", "OTLP", "", "otlp_proto_http"])
+def test_traces_exporter_otlp(receiver, server, value):
+    """OTEL_TRACES_EXPORTER=otlp (the default, and what an empty value means) sends the spans
+    to the OTLP receiver."""
+    receiver.reset()
+    done = run_configured(
+        server.base_url, receiver.http_endpoint, OTEL_TRACES_EXPORTER=value, **NO_METRICS_NO_LOGS
+    )
+    assert done.returncode == 0, done.stderr
+    (span,) = receiver.received.wait_for_spans(1)
+    assert span.name == "chat configured"
+
+
+def test_console_exporters(receiver, server):
+    """console prints each signal on standard output, and nothing goes to the collector."""
+    receiver.reset()
+    done = run_configured(
+        server.base_url,
+        receiver.http_endpoint,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="console",
+        OTEL_LOGS_EXPORTER="console",
+        OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="EVENT_ONLY",
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"name": "chat configured"' in done.stdout
+    assert "gen_ai.client.operation.duration" in done.stdout
+    assert "gen_ai.client.inference.operation.details" in done.stdout
+    assert receiver.received.spans == []
+    assert receiver.received.points == []
+    assert receiver.received.logs == []
+
+
+def test_none_exports_nothing_and_connects_nowhere(server):
+    """none for every signal: the run works, nothing is printed, no connection is even tried."""
+    with socket.create_server(("127.0.0.1", 0)) as collector:
+        endpoint = f"http://127.0.0.1:{collector.getsockname()[1]}"
+        done = run_configured(
+            server.base_url, endpoint, OTEL_TRACES_EXPORTER="none", **NO_METRICS_NO_LOGS
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "You said: configured run"
+        readable, _, _ = select.select([collector], [], [], 0)
+        assert readable == []  # no connection waits to be accepted
+
+
+def test_a_list_of_exporters(receiver, server):
+    """A comma-separated list sends to each: the collector and the console."""
+    receiver.reset()
+    done = run_configured(
+        server.base_url,
+        receiver.http_endpoint,
+        OTEL_TRACES_EXPORTER="otlp, console",
+        **NO_METRICS_NO_LOGS,
+    )
+    assert done.returncode == 0, done.stderr
+    (span,) = receiver.received.wait_for_spans(1)
+    assert f'"trace_id": "0x{span.trace_id}"' in done.stdout
+
+
+def test_an_argument_wins_over_the_variable(receiver, server):
+    """configure(traces_exporter=...) overrides OTEL_TRACES_EXPORTER."""
+    receiver.reset()
+    done = run_configured(
+        server.base_url,
+        receiver.http_endpoint,
+        {"traces_exporter": "console"},
+        OTEL_TRACES_EXPORTER="otlp",
+        **NO_METRICS_NO_LOGS,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"name": "chat configured"' in done.stdout
+    assert receiver.received.spans == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "env", "says"),
+    [
+        pytest.param(
+            {},
+            {"OTEL_TRACES_EXPORTER": "zipkin"},
+            "OTEL_TRACES_EXPORTER='zipkin': no traces exporter is named 'zipkin'; use one of "
+            "console, none, otlp, otlp_proto_grpc, otlp_proto_http",
+            id="traces",
+        ),
+        pytest.param(
+            {},
+            {"OTEL_METRICS_EXPORTER": "otlp,prometheus"},
+            "OTEL_METRICS_EXPORTER='otlp,prometheus': no metrics exporter is named 'prometheus'",
+            id="metrics",
+        ),
+        pytest.param(
+            {},
+            {"OTEL_LOGS_EXPORTER": "none,console"},
+            "OTEL_LOGS_EXPORTER='none,console': 'none' means no logs export",
+            id="none-and-more",
+        ),
+        pytest.param(
+            {"logs_exporter": "bogus"},
+            {"OTEL_LOGS_EXPORTER": "console"},
+            "configure(logs_exporter=...)='bogus': no logs exporter is named 'bogus'",
+            id="argument",
+        ),
+    ],
+)
+def test_an_unknown_exporter_is_a_clear_error(receiver, server, arguments, env, says):
+    """A name no installed package provides fails configure() with one error naming the
+    variable (or argument) and the names there are; nothing is set up or sent."""
+    receiver.reset()
+    done = run_configured(server.base_url, receiver.http_endpoint, arguments, **env)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"synthora.errors.ConfigurationError: {says}")
+    assert receiver.received.spans == []
+
+
+class EveryOther(Sampler):
+    """Keeps every other run's span and drops the rest: a dropping sampler, deterministically."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, *_, **__):
+        self.calls += 1
+        keep = self.calls % 2 == 1
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
+
+    def get_description(self) -> str:
+        return "EveryOther"
+
+
+def test_only_sampled_runs_carry_trace_ids(receiver, make_backend, log):
+    """Runs the sampler drops are logged with no trace or span id, only trace_sampled=False;
+    every trace id that is logged is one the collector received."""
+    receiver.reset()
+    provider = TracerProvider(sampler=EveryOther(), shutdown_on_exit=False)
+    exporter = OTLPSpanExporter(endpoint=f"{receiver.http_endpoint}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    synthora.telemetry.instrument(provider)
+    try:
+        for stream in (False, False, True, True):
+            result = make_backend(stream=stream).run("sampled or not")
+            if stream:
+                list(result)
+        assert provider.force_flush()
+    finally:
+        synthora.telemetry.uninstrument()
+        provider.shutdown()
+    assert log.flush()
+    runs = list(log.runs())
+    exported = {span.trace_id for span in receiver.received.spans}
+    assert len(exported) == 2
+    assert {run.trace_id for run in runs} == exported | {""}
+    for run in runs:
+        events = list(log.events(run.run_id))
+        assert events[0].trace_sampled is (run.trace_id != "")
+        assert {(e.trace_id, e.span_id) for e in events} == {(run.trace_id, run.span_id)}
+        assert (run.trace_id == "") is (run.span_id == "")

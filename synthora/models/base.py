@@ -24,16 +24,16 @@ hooks still serves ``async_run``: its sync hooks run in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, Self, assert_never
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any, Self
 
 import anyio
 from blinker import Signal
 
 from synthora import bus
-from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
+from synthora.callbacks import CallBackHandler, Receiver, hook_receivers
 from synthora.errors import ConfigurationError
-from synthora.events import EVENT_KINDS, Event, EventKind
+from synthora.events import Event
 from synthora.messages import MessageChunk, MessageInput, coerce_messages
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
@@ -58,23 +58,6 @@ __all__ = [
     "request_failed",
     "sdk_clients_server",
 ]
-
-CallBackHandler = BaseCallBackHandler | AsyncCallBackHandler
-
-
-def _hook_for(kind: EventKind) -> str:
-    """The handler method that hears events of `kind`."""
-    match kind:
-        case "start":
-            return "on_llm_start"
-        case "token":
-            return "on_llm_chunk"
-        case "end":
-            return "on_llm_end"
-        case "error":
-            return "on_llm_error"
-        case _:
-            assert_never(kind)
 
 
 class BaseModelBackend:
@@ -117,7 +100,7 @@ class BaseModelBackend:
         self.durable_timeout = durable_timeout
         # The original library's way to stream: config={"stream": True}, as set_stream(True).
         self._streaming = bool(self.config.pop("stream", stream))
-        self._handlers: dict[int, tuple[CallBackHandler, list[tuple[Signal, _HookReceiver]]]] = {}
+        self._handlers: dict[int, tuple[CallBackHandler, list[tuple[Signal, Receiver]]]] = {}
         for handler in handlers:
             self.add_handler(handler)
 
@@ -181,28 +164,25 @@ class BaseModelBackend:
         return [handler for handler, _ in self._handlers.values()]
 
     def add_handler(self, handler: CallBackHandler) -> None:
-        """Let `handler` hear this backend's runs. Hooks it does not override are skipped."""
+        """Let `handler` hear this backend's runs. Hooks it does not override are skipped, and
+        each hook's style (events, or the original library's arguments) is read here, once."""
         if id(handler) in self._handlers:
             return
-        base: type[CallBackHandler] = (
-            AsyncCallBackHandler
-            if isinstance(handler, AsyncCallBackHandler)
-            else BaseCallBackHandler
-        )
-        connected: list[tuple[Signal, _HookReceiver]] = []
-        for kind in EVENT_KINDS:
-            hook, signal = _hook_for(kind), bus.signals[kind]
-            if getattr(type(handler), hook, None) is getattr(base, hook):
-                continue
-            receiver = _HookReceiver(getattr(handler, hook))
-            signal.connect(receiver, sender=self, weak=False)
+        connected: list[tuple[Signal, Receiver]] = []
+        for kind, receiver in hook_receivers(handler):
+            signal = bus.signals[kind]
+            # Weakly: this backend holds the receiver, so the signal lets go of it (and of the
+            # handler) with the backend, even when the handler refers back to the backend.
+            signal.connect(receiver, sender=self)
             connected.append((signal, receiver))
         self._handlers[id(handler)] = (handler, connected)
 
     def remove_handler(self, handler: CallBackHandler) -> None:
         _, connected = self._handlers.pop(id(handler), (handler, []))
         for signal, receiver in connected:
-            signal.disconnect(receiver, sender=self)
+            # From every sender, not ``sender=self``: blinker forgets only that pairing and keeps
+            # the receiver itself, and this one was made for this backend alone.
+            signal.disconnect(receiver)
 
     # -- the lifecycle: the two twins, around a validated request --------------------------------
 
@@ -382,15 +362,3 @@ def request_failed(run: Run, exc: BaseException) -> Event | None:
     if isinstance(exc, Exception):
         return run.close_with_error(exc, "request")
     return run.close_interrupted(None)
-
-
-class _HookReceiver:
-    """A bus receiver that calls one handler hook with the event."""
-
-    __slots__ = ("hook",)
-
-    def __init__(self, hook: Callable[..., Any]) -> None:
-        self.hook = hook
-
-    def __call__(self, sender: Any, /, *, event: Any, **_: Any) -> Any:
-        return self.hook(event)
