@@ -11,7 +11,7 @@ import pytest
 from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
 from support import AGENT, API_KEY
-from synthora import system, tool, user
+from synthora import ResponseError, system, tool, user
 from synthora.events import EndEvent, ErrorEvent, TokenEvent, Usage
 from synthora.messages import ToolCall, assistant
 from synthora.models import AnthropicBackend
@@ -145,6 +145,34 @@ def test_failures_raise_the_sdks_errors(claude, events, behaviour, error):
     assert isinstance(closing, ErrorEvent)
     if behaviour.status is None:
         assert closing.partial_output == assistant(" w0 w1 w2")
+
+
+async def run_whole(backend: AnthropicBackend, use_async: bool, messages: list) -> object:
+    return await backend.async_run(messages) if use_async else backend.run(messages)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html>Bad gateway</html>", id="html"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b'{"id": "msg_1", "content": "nope"}', id="content-of-the-wrong-type"),
+    ],
+)
+async def test_an_unreadable_whole_reply_is_the_sdks_error(claude, events, body, use_async):
+    """A 200 that is not a Messages reply: anthropic's APIError class (and Synthora's
+    ResponseError) quoting what came, after one error event, not a bare AttributeError."""
+    backend = claude(Behaviour(raw=(body,)))
+    with pytest.raises(anthropic.APIError, match="cannot be read") as raised:
+        await run_whole(backend, use_async, [user("hello")])
+    await backend.async_client.close()
+    assert isinstance(raised.value, ResponseError)
+    assert body[:10].decode() in str(raised.value)
+    assert [(e.kind, getattr(e, "error_type", None)) for e in events] == [
+        ("start", None),
+        ("error", "UnreadableReplyError"),
+    ]
 
 
 @pytest.mark.parametrize(

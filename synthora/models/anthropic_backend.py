@@ -167,11 +167,13 @@ class AnthropicBackend(BaseModelBackend):
         return counting_anthropic_attempts(async_client, is_async=True, connection_error=failed)
 
     def _generate(self, request: ModelRequest) -> ModelReply:
-        return self._reply(self._counted.messages.create(**self._sdk_request(request)))
+        raw = self._counted.messages.with_raw_response.create(**self._sdk_request(request))
+        return self._body_reply(raw.http_request, raw.http_response.content)
 
     async def _agenerate(self, request: ModelRequest) -> ModelReply:
         client = await self._async_clients.get()
-        return self._reply(await client.messages.create(**self._sdk_request(request)))
+        raw = await client.messages.with_raw_response.create(**self._sdk_request(request))
+        return self._body_reply(raw.http_request, raw.http_response.content)
 
     def _open_stream(self, run: Run, request: ModelRequest) -> Source:
         streaming = self._counted.messages.with_streaming_response
@@ -194,7 +196,9 @@ class AnthropicBackend(BaseModelBackend):
         return self._server
 
     def _body_reply(self, request: Any, body: bytes) -> ModelReply:
-        """A reply sent whole where a stream was asked (the server ignored ``stream: true``)."""
+        """A whole reply's body, read as the SDK reads one (also where a stream was asked and the
+        server ignored ``stream: true``): what is not a Messages reply (a proxy's HTML page,
+        ``null``) is the SDK's ``APIError`` class quoting it, not an AttributeError."""
         from synthora.models.anthropic_errors import (  # noqa: PLC0415 - the SDK is an extra
             UnreadableReplyError,
         )
