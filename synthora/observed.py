@@ -16,6 +16,7 @@ and the reply is the SDK's whatever happens to the run's events.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import sys
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # the event log is imported when a replay needs it, not with 
     from synthora.storage.log import EventLog
     from synthora.storage.wire_replay import Served, WireReplay
 
-__all__ = ["observe"]
+__all__ = ["ObservingNewClients", "observe"]
 
 logger = logging.getLogger("synthora")
 
@@ -76,8 +77,6 @@ _ANTHROPIC_ENDPOINTS: Endpoints = {"/v1/messages": (AnthropicBackend, messages_r
 
 Mode = Literal["replay", "record"]
 
-_observing: ContextVar[bool] = ContextVar("synthora_observing", default=False)
-"""Set inside an observed call, so a request the SDK makes within it is not a second run."""
 _serving: ContextVar[Served | None] = ContextVar("synthora_serving", default=None)
 """The recorded answer the HTTP client hands back, inside a replayed call."""
 
@@ -136,6 +135,45 @@ def observe(
     return client
 
 
+class ObservingNewClients:
+    """While started, every openai / anthropic SDK client constructed is observed (`observe`):
+    the SDK client classes' ``__init__`` is wrapped until `stop`. Clients made meanwhile stay
+    observed. Starting again while started changes nothing."""
+
+    def __init__(self) -> None:
+        self._originals: dict[type, Callable[..., None]] = {}
+
+    def start(self) -> None:
+        for cls in _client_classes():
+            if cls not in self._originals:
+                self._originals[cls] = init = vars(cls)["__init__"]
+                cls.__init__ = _observing_init(init)  # type: ignore[misc]
+
+    def stop(self) -> None:
+        for cls, init in self._originals.items():
+            cls.__init__ = init  # type: ignore[misc]
+        self._originals.clear()
+
+
+def _client_classes() -> list[type]:
+    """The SDK client classes there are to observe: openai's, and anthropic's if installed."""
+    classes: list[type] = [openai.OpenAI, openai.AsyncOpenAI]
+    try:
+        import anthropic  # noqa: PLC0415 - the optional extra
+    except ImportError:
+        return classes
+    return [*classes, anthropic.Anthropic, anthropic.AsyncAnthropic]
+
+
+def _observing_init(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def observed_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        observe(self)
+
+    return observed_init
+
+
 def _endpoints_of(client: object) -> tuple[Endpoints, str, Any]:
     """The endpoints `client`'s SDK serves as runs, its provider, and the SDK's module."""
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
@@ -176,11 +214,12 @@ class _Observer:
     def open(self, options: Any, stream: bool) -> _Call | None:
         """The run of this call with its start event, not yet emitted, and its recorded answer
         when replaying; None for a call that is not a model run (another endpoint, or one inside
-        an observed call). A replay miss raises here, before anything is emitted."""
+        a run's: an observed call's, or a backend's over an observed client). A replay miss
+        raises here, before anything is emitted."""
         path, body = options.url, options.json_data
         endpoint = self._endpoints.get(path) if isinstance(path, str) else None
-        if endpoint is None or not isinstance(body, Mapping) or _observing.get():
-            return None
+        if endpoint is None or not isinstance(body, Mapping) or sending.get() is not None:
+            return None  # a request sent for a run already being sent is part of it
         kind, reply = endpoint
         extra = getattr(options, "extra_json", None)
         if isinstance(extra, Mapping):  # extra_body=: sent in the body, so part of the request
@@ -290,11 +329,7 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
             return send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         run.emit(call.start)
-        inside, serving, counting = (
-            _observing.set(True),
-            _serving.set(call.served),
-            sending.set(run),
-        )
+        serving, counting = _serving.set(call.served), sending.set(run)
         try:
             if call.served is not None and call.served.exception is not None:
                 raise call.served.exception
@@ -305,7 +340,6 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
         finally:
             sending.reset(counting)
             _serving.reset(serving)
-            _observing.reset(inside)
         if stream:
             call.tap(result, ResponseTap)
         else:
@@ -326,11 +360,7 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
             return await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         await run.emit_async(call.start)
-        inside, serving, counting = (
-            _observing.set(True),
-            _serving.set(call.served),
-            sending.set(run),
-        )
+        serving, counting = _serving.set(call.served), sending.set(run)
         try:
             if call.served is not None and call.served.exception is not None:
                 raise call.served.exception
@@ -341,7 +371,6 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
         finally:
             sending.reset(counting)
             _serving.reset(serving)
-            _observing.reset(inside)
         if stream:
             call.tap(result, AsyncResponseTap)
         else:
