@@ -14,6 +14,7 @@ records, so the next identical request is answered offline (a cassette's "new ep
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import threading
 from collections import deque
@@ -437,20 +438,92 @@ def _likeness(a: _Request, b: _Request) -> tuple[int, int]:
 
 
 def _difference(request: _Request, closest: _Request) -> str:
-    left = request.input if isinstance(request.input, list) else [request.input]
-    right = closest.input if isinstance(closest.input, list) else [closest.input]
+    """Where `request` first differs from the recorded `closest`: which message (or text, or
+    the prompt), which of its fields or which parameter, then both sides."""
+    left, right = _items(request.input), _items(closest.input)
     for position, (asked, recorded) in enumerate(zip(left, right, strict=False)):
         if asked != recorded:
-            return f"message {position}: asked {_short(asked)}, recorded {_short(recorded)}"
+            return _item_difference(request.input, position, asked, recorded)
     if len(left) != len(right):
-        return f"asked {len(left)} messages, recorded {len(right)}"
-    for field in ("tools", "model", "params"):
+        noun = "messages" if _is_conversation(request.input) else "texts"
+        longer = left if len(left) > len(right) else right
+        extra = longer[min(len(left), len(right))]
+        return f"asked {len(left)} {noun}, recorded {len(right)}" + _side_by_side(
+            extra if longer is left else None, None if longer is left else extra
+        )
+    for field in ("tools", "model"):
         asked, recorded = getattr(request, field), getattr(closest, field)
         if asked != recorded:
-            return f"{field}: asked {_short(asked)}, recorded {_short(recorded)}"
+            return field + _side_by_side(asked, recorded)
+    asked_params, recorded_params = request.params or {}, closest.params or {}
+    names = sorted(
+        name
+        for name in asked_params.keys() | recorded_params.keys()
+        if asked_params.get(name, _ABSENT) != recorded_params.get(name, _ABSENT)
+    )
+    if names:
+        return f"params {', '.join(map(repr, names))}" + _side_by_side(
+            {name: asked_params[name] for name in names if name in asked_params},
+            {name: recorded_params[name] for name in names if name in recorded_params},
+        )
     return "only in what the match ignores"
 
 
+_ABSENT = object()
+_WINDOW = 100
+"""Characters of a long text shown, from a little before where the two sides part."""
+
+
+def _items(request_input: Any) -> list[Any]:
+    return request_input if isinstance(request_input, list) else [request_input]
+
+
+def _is_conversation(request_input: Any) -> bool:
+    return isinstance(request_input, list) and any(isinstance(m, dict) for m in request_input)
+
+
+def _item_difference(request_input: Any, position: int, asked: Any, recorded: Any) -> str:
+    if not isinstance(request_input, list):
+        return "prompt" + _side_by_side(asked, recorded)
+    if not (isinstance(asked, dict) and isinstance(recorded, dict)):
+        return f"text {position}" + _side_by_side(asked, recorded)
+    fields = [
+        key
+        for key in sorted(asked.keys() | recorded.keys())
+        if asked.get(key, _ABSENT) != recorded.get(key, _ABSENT)
+    ]
+    where = f"message {position} ({asked.get('role') or recorded.get('role')})"
+    if len(fields) == 1:
+        (field,) = fields
+        return f"{where} {field}" + _side_by_side(asked.get(field), recorded.get(field))
+    return f"{where} {', '.join(fields)}" + _side_by_side(asked, recorded)
+
+
+def _side_by_side(asked: Any, recorded: Any) -> str:
+    """Both sides on lines of their own, aligned: texts of several lines as a unified diff, a
+    long line from a little before where the two part."""
+    if isinstance(asked, str) and isinstance(recorded, str):
+        if "\n" in asked or "\n" in recorded:
+            lines = difflib.unified_diff(
+                recorded.splitlines(), asked.splitlines(), "recorded", "asked", lineterm="", n=1
+            )
+            return "".join(f"\n  {line}" for line in lines)
+        parted = next(
+            (i for i, (a, r) in enumerate(zip(asked, recorded, strict=False)) if a != r),
+            min(len(asked), len(recorded)),
+        )
+        skip = max(0, parted - _WINDOW // 2) if max(len(asked), len(recorded)) > _WINDOW else 0
+        asked, recorded = _window(asked, skip), _window(recorded, skip)
+    return f"\n  asked:    {_short(asked)}\n  recorded: {_short(recorded)}"
+
+
+def _window(text: str, skip: int) -> str:
+    shown = text[skip : skip + _WINDOW]
+    return ("..." if skip else "") + shown + ("..." if len(text) > skip + _WINDOW else "")
+
+
 def _short(value: Any) -> str:
+    if value is None:
+        return "(nothing)"
     text = msgspec.json.encode(value).decode()
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 2 * _WINDOW else text[: 2 * _WINDOW - 3] + "..."
