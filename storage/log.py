@@ -419,16 +419,21 @@ class EventLog:
             raise StorageError(f"cannot prune {safe_url(self.url)}: {_reason(error)}") from error
         return int(removed.rowcount or 0)
 
-    def scope_transcripts(self, run_id: str) -> list[Transcript]:
-        """Every run under an agent or tool scope (its steps, and theirs), in the order they
-        started: a whole agent conversation, rebuilt."""
-        pending = [self.resolve(run_id)]
+    def conversation(self, run_id: str) -> list[RunSummary]:
+        """A run (by its id or a unique prefix) and, for an agent or tool scope, every run under
+        it (its steps, and theirs), in the order they started: a whole agent conversation."""
+        root = self.run(run_id)
+        pending = [root.run_id]
         inside: list[RunSummary] = []
         while pending:
             children = self._children(pending)
             inside.extend(children)
             pending = [child.run_id for child in children]
-        return [self.transcript(s.run_id) for s in sorted(inside, key=_in_start_order)]
+        return [root, *sorted(inside, key=_in_start_order)]
+
+    def scope_transcripts(self, run_id: str) -> list[Transcript]:
+        """Every run under an agent or tool scope, in the order they started, as transcripts."""
+        return [self.transcript(s.run_id) for s in self.conversation(run_id)[1:]]
 
     def diff(self, a: str, b: str) -> RunDiff:
         """How run `b` differs from run `a` (ids or unique prefixes): request, messages, output,

@@ -1,11 +1,16 @@
-"""Runs as JSON Lines: to move a log between databases, or to attach a failing conversation to a
-bug report. One line per event (its `Event.to_dict` form, keys sorted: PostgreSQL's JSONB keeps
-its own key order, SQLite the one it was given), runs oldest first, each in seq order, so the
-same runs export to the same bytes from any database."""
+"""Runs as JSON Lines: to move a log between databases, to attach a failing conversation to a
+bug report, or to replay it in a test (a pytest cassette is such a file). One line per event (its
+`Event.to_dict` form, keys sorted: PostgreSQL's JSONB keeps its own key order, SQLite the one it
+was given), runs oldest first, each in seq order, so the same runs export to the same bytes from
+any database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
 import msgspec
@@ -15,7 +20,7 @@ from synthora.storage.codec import upcast_v1_v2
 from synthora.storage.errors import StorageError
 from synthora.storage.log import EventLog
 
-__all__ = ["export_runs", "import_runs", "read_events"]
+__all__ = ["export_runs", "import_runs", "read_events", "replacing"]
 
 Progress = Callable[[int], None]
 
@@ -40,6 +45,21 @@ def export_runs(
         if progress is not None:
             progress(count)
     return count
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[TextIO]:
+    """A text file to write that becomes `path` only once the block completes: written aside
+    (in the same folder, made if missing) and renamed over it, so a failure, or a reader at the
+    same time, never sees half a file, and a failure leaves the old file be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as target:
+            yield target
+        os.replace(aside, path)
+    finally:
+        Path(aside).unlink(missing_ok=True)
 
 
 def read_events(lines: Iterable[str]) -> list[Event]:
