@@ -30,9 +30,10 @@ from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.messages import MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.openai_embeddings import texts_to_embed
+from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.request import event_params
-from synthora.models.streams import AsyncSource, Source
+from synthora.models.streams import AsyncDeltaSource, AsyncSource, DeltaSource, Source
 from synthora.models.vectors import unpack
 from synthora.runs import Run
 from synthora.storage.errors import StorageError
@@ -124,6 +125,15 @@ class RecordedRequests:
             else None,
         )
 
+    def asked_in(self, start: StartEvent) -> _Request:
+        """The request a recorded run's start event says it was asked."""
+        return self.request(_input_of(start), start.params, start.model)
+
+    def holds(self, request: _Request) -> bool:
+        """Whether a recorded run answers `request` (without taking it)."""
+        with self._lock:
+            return request.key() in self._recorded()
+
     def take(self, request: _Request) -> str | None:
         """The id of the recorded run that answers `request`; None on a miss."""
         key = request.key()
@@ -169,7 +179,7 @@ class RecordedRequests:
                 start = next(iter(self.log.events(summary.run_id)))
                 if not isinstance(start, StartEvent):
                     continue
-                request = self.request(_input_of(start), start.params, start.model)
+                request = self.asked_in(start)
                 key = request.key()
                 self._index.setdefault(key, deque()).append(summary.run_id)
                 self._requests.setdefault(key, request)
@@ -216,10 +226,12 @@ class ReplayBackend(BaseModelBackend):
 
     # -- the twins: a recorded answer, or a miss ------------------------------------------------
 
+    # -- the twins: the recorded run told again through the lifecycle, or a miss ---------------
+
     def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
         request = self._request(messages, params)
-        if request.recorded:
-            return self._run(request)
+        if request.recording is not None:
+            return self._run(request, request.recording)
         assert self.live is not None  # a miss without one has raised
         return self.live.run(messages, **params)
 
@@ -227,49 +239,10 @@ class ReplayBackend(BaseModelBackend):
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
     ) -> Any:
         request = self._request(messages, params)
-        if request.recorded:
-            return await self._arun(request)
+        if request.recording is not None:
+            return await self._arun(request, request.recording)
         assert self.live is not None
         return await self.live.async_run(messages, **params)
-
-    # -- the answer: the recorded run told again through the lifecycle ------------------------
-
-    def _generate(self, request: ModelRequest) -> ModelReply:
-        recorded = _recording(request)
-        match recorded.closing:
-            case ErrorEvent() as error:
-                raise rebuild_error(error)
-            case EndEvent() as end:
-                return ModelReply(
-                    end.output or (None if end.vectors is not None else assistant(recorded.text)),
-                    end.finish_reason,
-                    usage=end.usage,
-                    response_id=end.response_id,
-                    response_model=end.response_model,
-                    vectors=None if end.vectors is None else unpack(end.vectors),
-                )
-            case None:  # the recorded run never ended (its process died)
-                return ModelReply(assistant(recorded.text), "interrupted")
-
-    def _stream(self, request: ModelRequest) -> Iterator[ModelDelta]:
-        yield from _recording(request).deltas()
-        _recording(request).raise_error()
-
-    async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return self._generate(request)
-
-    async def _astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
-        for delta in _recording(request).deltas():
-            yield delta
-        _recording(request).raise_error()
-
-    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
-        _recording(request).raise_request_error()  # as live: before the iterator is handed back
-        return super()._open_stream(run, request)
-
-    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
-        _recording(request).raise_request_error()
-        return await super()._aopen_stream(run, request)
 
     # -- matching (no I/O but the index's first read) ------------------------------------------
 
@@ -332,7 +305,11 @@ class ReplayBackend(BaseModelBackend):
 
 
 class Recording:
-    """A recorded run as what answers a request: its pieces, then its end or its error."""
+    """A recorded run as what answers a request: its pieces, then its end or its error.
+
+    It is the `Answerer` of the run it answers, in place of the backend's wire: the lifecycle
+    asks it for the whole reply or a stream, and reports what it gives as the backend's run.
+    """
 
     __slots__ = ("_error", "closing", "run_id", "start", "tokens")
 
@@ -349,6 +326,47 @@ class Recording:
     @property
     def text(self) -> str:
         return "".join(token.text for token in self.tokens)
+
+    # -- as the answerer of a run --------------------------------------------------------------
+
+    def _generate(self, request: ModelRequest) -> ModelReply:
+        match self.closing:
+            case ErrorEvent():
+                assert self._error is not None  # rebuilt with the closing
+                raise self._error
+            case EndEvent() as end:
+                return ModelReply(
+                    end.output or (None if end.vectors is not None else assistant(self.text)),
+                    end.finish_reason,
+                    usage=end.usage,
+                    response_id=end.response_id,
+                    response_model=end.response_model,
+                    vectors=None if end.vectors is None else unpack(end.vectors),
+                )
+            case None:  # the recorded run never ended (its process died)
+                return ModelReply(assistant(self.text), "interrupted")
+
+    async def _agenerate(self, request: ModelRequest) -> ModelReply:
+        return self._generate(request)
+
+    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
+        self.raise_request_error()  # as live: before the iterator is handed back
+        return DeltaSource(self._stream(), OutputState(run.run_id))
+
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
+        self.raise_request_error()
+        return AsyncDeltaSource(self._astream(), OutputState(run.run_id))
+
+    def _stream(self) -> Iterator[ModelDelta]:
+        yield from self.deltas()
+        self.raise_error()
+
+    async def _astream(self) -> AsyncIterator[ModelDelta]:
+        for delta in self.deltas():
+            yield delta
+        self.raise_error()
+
+    # -- its pieces, for any reply form ------------------------------------------------------
 
     def deltas(self) -> Iterator[ModelDelta]:
         for token in self.tokens:
@@ -376,16 +394,6 @@ class _Replaying(ModelRequest, frozen=True, kw_only=True):
 
     recording: Recording | None
     provider: str = ""
-
-    @property
-    def recorded(self) -> bool:
-        return self.recording is not None
-
-
-def _recording(request: ModelRequest) -> Recording:
-    assert isinstance(request, _Replaying)
-    assert request.recording is not None
-    return request.recording
 
 
 def rebuild_error(event: ErrorEvent) -> Exception:

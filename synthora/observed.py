@@ -37,6 +37,7 @@ from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBa
 from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
 from synthora.models.openai_responses import OpenAIResponsesBackend
 from synthora.models.protocol import ModelReply, ModelRequest
+from synthora.models.replaying import Replayer, ServedReply, active_replayer
 from synthora.models.sse_stream import AsyncResponseTap, ResponseTap
 from synthora.models.wire_replies import (
     WireReply,
@@ -52,7 +53,6 @@ from synthora.types.node import Node
 
 if TYPE_CHECKING:  # the event log is imported when a replay needs it, not with synthora
     from synthora.storage.log import EventLog
-    from synthora.storage.wire_replay import Served, WireReplay
 
 __all__ = ["ObservingNewClients", "observe"]
 
@@ -77,7 +77,7 @@ _ANTHROPIC_ENDPOINTS: Endpoints = {"/v1/messages": (AnthropicBackend, messages_r
 
 Mode = Literal["replay", "record"]
 
-_serving: ContextVar[Served | None] = ContextVar("synthora_serving", default=None)
+_serving: ContextVar[ServedReply | None] = ContextVar("synthora_serving", default=None)
 """The recorded answer the HTTP client hands back, inside a replayed call."""
 
 
@@ -199,7 +199,7 @@ class _Observer:
         source: Node,
         name: str,
         handlers: Iterable[CallBackHandler],
-        replay: WireReplay | None,
+        replay: Replayer | None,
     ) -> None:
         self.client = client
         self.source = source
@@ -233,8 +233,9 @@ class _Observer:
             logger.debug("synthora: a %s request it cannot read is sent unobserved", path)
             return None
         served = None
-        if self.replay is not None:
-            served = self.replay.answer(backend.operation, request, body, reply, self._sdk)
+        replay = self.replay if self.replay is not None else active_replayer()
+        if replay is not None:
+            served = replay.answer(backend.operation, request, body, reply, self._sdk)
         run = backend._new_run(request)
         return _Call(backend, run, run.start(**backend._start_payload(request)), stream, served)
 
@@ -272,7 +273,7 @@ class _Call:
     __slots__ = ("backend", "run", "served", "start", "stream")
 
     def __init__(
-        self, backend: _Wire, run: Run, start: Event, stream: bool, served: Served | None
+        self, backend: _Wire, run: Run, start: Event, stream: bool, served: ServedReply | None
     ) -> None:
         self.backend = backend
         self.run = run
@@ -299,17 +300,19 @@ class _Call:
 
 
 def _install(client: Any, observer: _Observer) -> None:
-    """Wrap `client`'s ``request`` (and make its copies observed too), on this instance only;
-    when replaying, its HTTP client's ``send`` too, which hands back the recorded answer."""
+    """Wrap `client`'s ``request`` (and make its copies observed too), on this instance only,
+    and its HTTP client's ``send``, which hands back the recorded answer when a call is replayed
+    (by the client's own replay, or a test's replaying every run)."""
     send = client.request
     asynchronous = inspect.iscoroutinefunction(send)
     wrap = _async_request if asynchronous else _sync_request
     client.request = wrap(send, observer)
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
         count_openai_attempts(client)  # anthropic's per-attempt hook is made on copies only
-    if observer.replay is not None:
-        http = client._client
+    http = client._client
+    if not getattr(http, "_synthora_serving", False):  # copies share their HTTP client
         http.send = (_async_serving if asynchronous else _sync_serving)(http.send)
+        http._synthora_serving = True
     copy = client.copy
 
     def observed_copy(*args: Any, **kwargs: Any) -> Any:
@@ -400,10 +403,10 @@ def _async_serving(send: Callable[..., Any]) -> Callable[..., Any]:
     return serving
 
 
-def _wire_replay(log: EventLog, mode: Mode) -> WireReplay:
-    from synthora.storage.wire_replay import WireReplay  # noqa: PLC0415 - see TYPE_CHECKING
+def _wire_replay(log: EventLog, mode: Mode) -> Replayer:
+    from synthora.storage.wire_replay import LogReplay  # noqa: PLC0415 - see TYPE_CHECKING
 
-    return WireReplay(log, mode)
+    return LogReplay(log, mode)
 
 
 def _is_raw(result: Any) -> bool:
