@@ -35,12 +35,16 @@ import os
 import openai
 import pytest
 
+import synthora
 from synthora import Node, NodeType, OpenAIChatBackend, scope, system, user
 from synthora.testing import capture_events
 
 API_KEY = "{API_KEY}"
 PROMPT = os.environ.get("EXAMPLE_PROMPT", "What is the capital of France?")
 SEARCH = os.environ.get("EXAMPLE_SEARCH", "search flights")
+APP_CLIENT = synthora.observe(  # the application's client, observed when it is imported
+    openai.OpenAI(api_key=API_KEY, base_url=os.environ["EXAMPLE_SERVER"], max_retries=0)
+)
 
 
 def make_backend(**options):
@@ -80,6 +84,15 @@ def test_observed_client():
         model="example-model", messages=[{{"role": "user", "content": "hello"}}]
     )
     assert completion.choices[0].message.content == "You said: hello"
+
+
+@pytest.mark.synthora
+def test_client_observed_before_the_test():
+    stream = APP_CLIENT.chat.completions.create(
+        model="example-model", messages=[{{"role": "user", "content": "stream it"}}], stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "You said: stream it"
 
 
 @pytest.mark.synthora
@@ -129,6 +142,7 @@ CASSETTES = {
         "test_async_run",
         "test_backend",
         "test_cassette_fixture",
+        "test_client_observed_before_the_test",
         "test_observed_client",
         "test_parametrized[Paris]",
         "test_parametrized[Rio de Janeiro]",
@@ -212,12 +226,12 @@ def test_recorded_once_the_tests_pass_offline_with_the_server_stopped(project, l
     same tests pass from their cassettes."""
     project.write("test_classes.py", CLASS_TESTS)
     output, summary = project.pytest("--synthora-record=once")
-    assert summary == "9 passed", output
+    assert summary == "10 passed", output
     for module, tests in CASSETTES.items():
         for test in tests:
             assert project.cassette(module, test).is_file(), (module, test)
     written = sorted(p.relative_to(project.folder) for p in project.folder.rglob("*.jsonl"))
-    assert len(written) == 8  # the unmarked test has none
+    assert len(written) == 9  # the unmarked test has none
     assert cassette_file_name("test_parametrized[Rio de Janeiro]").startswith(
         "test_parametrized[Rio_de_Janeiro]-"
     )
@@ -244,7 +258,7 @@ def test_recorded_once_the_tests_pass_offline_with_the_server_stopped(project, l
     requests = len(live.requests)
     live.stop()
     output, summary = project.pytest()
-    assert summary == "9 passed", output
+    assert summary == "10 passed", output
     assert {p: p.read_bytes() for p in project.folder.rglob("*.jsonl")} == recorded
     assert len(live.requests) == requests
 
@@ -322,7 +336,7 @@ def test_workers_of_pytest_xdist_each_write_their_tests_cassettes(project, live)
     replay on two workers offline."""
     project.write("test_classes.py", CLASS_TESTS)
     output, summary = project.pytest("-p", "xdist", "-n", "2", "--synthora-record=once")
-    assert summary == "9 passed", output
+    assert summary == "10 passed", output
     assert "2 workers" in output
     written = {(p.parent.name, p.name) for p in project.folder.rglob("*.jsonl")}
     assert written == {
@@ -330,7 +344,7 @@ def test_workers_of_pytest_xdist_each_write_their_tests_cassettes(project, live)
     }
     live.stop()
     output, summary = project.pytest("-p", "xdist", "-n", "2")
-    assert summary == "9 passed", output
+    assert summary == "10 passed", output
 
 
 MISUSE_TESTS = """
