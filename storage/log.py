@@ -493,6 +493,12 @@ class EventLog:
             pending = [child.run_id for child in children]
         return sorted(inside, key=_in_start_order)
 
+    def conversation(self, run_id: str) -> list[RunSummary]:
+        """A run (by its id or a unique prefix) and, for an agent or tool scope, every run under
+        it (its steps, and theirs), in the order they started: a whole agent conversation."""
+        root = self.run(run_id)
+        return [root, *self.descendants(root.run_id)]
+
     def diff(self, a: str, b: str) -> RunDiff:
         """How run `b` differs from run `a` (ids or unique prefixes): request, messages, output,
         finish, usage and timing, side by side; two scopes' runs are paired in the order they

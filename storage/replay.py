@@ -14,6 +14,7 @@ records, so the next identical request is answered offline (a cassette's "new ep
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import threading
 from collections import deque
@@ -29,9 +30,10 @@ from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.messages import MessageInput, assistant, prompt_of
 from synthora.models.base import BaseModelBackend, CallBackHandler
 from synthora.models.openai_embeddings import texts_to_embed
+from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
 from synthora.models.request import event_params
-from synthora.models.streams import AsyncSource, Source
+from synthora.models.streams import AsyncDeltaSource, AsyncSource, DeltaSource, Source
 from synthora.models.vectors import unpack
 from synthora.runs import Run
 from synthora.storage.errors import StorageError
@@ -123,6 +125,15 @@ class RecordedRequests:
             else None,
         )
 
+    def asked_in(self, start: StartEvent) -> _Request:
+        """The request a recorded run's start event says it was asked."""
+        return self.request(_input_of(start), start.params, start.model)
+
+    def holds(self, request: _Request) -> bool:
+        """Whether a recorded run answers `request` (without taking it)."""
+        with self._lock:
+            return request.key() in self._recorded()
+
     def take(self, request: _Request) -> str | None:
         """The id of the recorded run that answers `request`; None on a miss."""
         key = request.key()
@@ -168,7 +179,7 @@ class RecordedRequests:
                 start = next(iter(self.log.events(summary.run_id)))
                 if not isinstance(start, StartEvent):
                     continue
-                request = self.request(_input_of(start), start.params, start.model)
+                request = self.asked_in(start)
                 key = request.key()
                 self._index.setdefault(key, deque()).append(summary.run_id)
                 self._requests.setdefault(key, request)
@@ -215,10 +226,12 @@ class ReplayBackend(BaseModelBackend):
 
     # -- the twins: a recorded answer, or a miss ------------------------------------------------
 
+    # -- the twins: the recorded run told again through the lifecycle, or a miss ---------------
+
     def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
         request = self._request(messages, params)
-        if request.recorded:
-            return self._run(request)
+        if request.recording is not None:
+            return self._run(request, request.recording)
         assert self.live is not None  # a miss without one has raised
         return self.live.run(messages, **params)
 
@@ -226,49 +239,10 @@ class ReplayBackend(BaseModelBackend):
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
     ) -> Any:
         request = self._request(messages, params)
-        if request.recorded:
-            return await self._arun(request)
+        if request.recording is not None:
+            return await self._arun(request, request.recording)
         assert self.live is not None
         return await self.live.async_run(messages, **params)
-
-    # -- the answer: the recorded run told again through the lifecycle ------------------------
-
-    def _generate(self, request: ModelRequest) -> ModelReply:
-        recorded = _recording(request)
-        match recorded.closing:
-            case ErrorEvent() as error:
-                raise rebuild_error(error)
-            case EndEvent() as end:
-                return ModelReply(
-                    end.output or (None if end.vectors is not None else assistant(recorded.text)),
-                    end.finish_reason,
-                    usage=end.usage,
-                    response_id=end.response_id,
-                    response_model=end.response_model,
-                    vectors=None if end.vectors is None else unpack(end.vectors),
-                )
-            case None:  # the recorded run never ended (its process died)
-                return ModelReply(assistant(recorded.text), "interrupted")
-
-    def _stream(self, request: ModelRequest) -> Iterator[ModelDelta]:
-        yield from _recording(request).deltas()
-        _recording(request).raise_error()
-
-    async def _agenerate(self, request: ModelRequest) -> ModelReply:
-        return self._generate(request)
-
-    async def _astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
-        for delta in _recording(request).deltas():
-            yield delta
-        _recording(request).raise_error()
-
-    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
-        _recording(request).raise_request_error()  # as live: before the iterator is handed back
-        return super()._open_stream(run, request)
-
-    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
-        _recording(request).raise_request_error()
-        return await super()._aopen_stream(run, request)
 
     # -- matching (no I/O but the index's first read) ------------------------------------------
 
@@ -331,7 +305,11 @@ class ReplayBackend(BaseModelBackend):
 
 
 class Recording:
-    """A recorded run as what answers a request: its pieces, then its end or its error."""
+    """A recorded run as what answers a request: its pieces, then its end or its error.
+
+    It is the `Answerer` of the run it answers, in place of the backend's wire: the lifecycle
+    asks it for the whole reply or a stream, and reports what it gives as the backend's run.
+    """
 
     __slots__ = ("_error", "closing", "run_id", "start", "tokens")
 
@@ -348,6 +326,47 @@ class Recording:
     @property
     def text(self) -> str:
         return "".join(token.text for token in self.tokens)
+
+    # -- as the answerer of a run --------------------------------------------------------------
+
+    def _generate(self, request: ModelRequest) -> ModelReply:
+        match self.closing:
+            case ErrorEvent():
+                assert self._error is not None  # rebuilt with the closing
+                raise self._error
+            case EndEvent() as end:
+                return ModelReply(
+                    end.output or (None if end.vectors is not None else assistant(self.text)),
+                    end.finish_reason,
+                    usage=end.usage,
+                    response_id=end.response_id,
+                    response_model=end.response_model,
+                    vectors=None if end.vectors is None else unpack(end.vectors),
+                )
+            case None:  # the recorded run never ended (its process died)
+                return ModelReply(assistant(self.text), "interrupted")
+
+    async def _agenerate(self, request: ModelRequest) -> ModelReply:
+        return self._generate(request)
+
+    def _open_stream(self, run: Run, request: ModelRequest) -> Source:
+        self.raise_request_error()  # as live: before the iterator is handed back
+        return DeltaSource(self._stream(), OutputState(run.run_id))
+
+    async def _aopen_stream(self, run: Run, request: ModelRequest) -> AsyncSource:
+        self.raise_request_error()
+        return AsyncDeltaSource(self._astream(), OutputState(run.run_id))
+
+    def _stream(self) -> Iterator[ModelDelta]:
+        yield from self.deltas()
+        self.raise_error()
+
+    async def _astream(self) -> AsyncIterator[ModelDelta]:
+        for delta in self.deltas():
+            yield delta
+        self.raise_error()
+
+    # -- its pieces, for any reply form ------------------------------------------------------
 
     def deltas(self) -> Iterator[ModelDelta]:
         for token in self.tokens:
@@ -375,16 +394,6 @@ class _Replaying(ModelRequest, frozen=True, kw_only=True):
 
     recording: Recording | None
     provider: str = ""
-
-    @property
-    def recorded(self) -> bool:
-        return self.recording is not None
-
-
-def _recording(request: ModelRequest) -> Recording:
-    assert isinstance(request, _Replaying)
-    assert request.recording is not None
-    return request.recording
 
 
 def rebuild_error(event: ErrorEvent) -> Exception:
@@ -437,20 +446,92 @@ def _likeness(a: _Request, b: _Request) -> tuple[int, int]:
 
 
 def _difference(request: _Request, closest: _Request) -> str:
-    left = request.input if isinstance(request.input, list) else [request.input]
-    right = closest.input if isinstance(closest.input, list) else [closest.input]
+    """Where `request` first differs from the recorded `closest`: which message (or text, or
+    the prompt), which of its fields or which parameter, then both sides."""
+    left, right = _items(request.input), _items(closest.input)
     for position, (asked, recorded) in enumerate(zip(left, right, strict=False)):
         if asked != recorded:
-            return f"message {position}: asked {_short(asked)}, recorded {_short(recorded)}"
+            return _item_difference(request.input, position, asked, recorded)
     if len(left) != len(right):
-        return f"asked {len(left)} messages, recorded {len(right)}"
-    for field in ("tools", "model", "params"):
+        noun = "messages" if _is_conversation(request.input) else "texts"
+        longer = left if len(left) > len(right) else right
+        extra = longer[min(len(left), len(right))]
+        return f"asked {len(left)} {noun}, recorded {len(right)}" + _side_by_side(
+            extra if longer is left else None, None if longer is left else extra
+        )
+    for field in ("tools", "model"):
         asked, recorded = getattr(request, field), getattr(closest, field)
         if asked != recorded:
-            return f"{field}: asked {_short(asked)}, recorded {_short(recorded)}"
+            return field + _side_by_side(asked, recorded)
+    asked_params, recorded_params = request.params or {}, closest.params or {}
+    names = sorted(
+        name
+        for name in asked_params.keys() | recorded_params.keys()
+        if asked_params.get(name, _ABSENT) != recorded_params.get(name, _ABSENT)
+    )
+    if names:
+        return f"params {', '.join(map(repr, names))}" + _side_by_side(
+            {name: asked_params[name] for name in names if name in asked_params},
+            {name: recorded_params[name] for name in names if name in recorded_params},
+        )
     return "only in what the match ignores"
 
 
+_ABSENT = object()
+_WINDOW = 100
+"""Characters of a long text shown, from a little before where the two sides part."""
+
+
+def _items(request_input: Any) -> list[Any]:
+    return request_input if isinstance(request_input, list) else [request_input]
+
+
+def _is_conversation(request_input: Any) -> bool:
+    return isinstance(request_input, list) and any(isinstance(m, dict) for m in request_input)
+
+
+def _item_difference(request_input: Any, position: int, asked: Any, recorded: Any) -> str:
+    if not isinstance(request_input, list):
+        return "prompt" + _side_by_side(asked, recorded)
+    if not (isinstance(asked, dict) and isinstance(recorded, dict)):
+        return f"text {position}" + _side_by_side(asked, recorded)
+    fields = [
+        key
+        for key in sorted(asked.keys() | recorded.keys())
+        if asked.get(key, _ABSENT) != recorded.get(key, _ABSENT)
+    ]
+    where = f"message {position} ({asked.get('role') or recorded.get('role')})"
+    if len(fields) == 1:
+        (field,) = fields
+        return f"{where} {field}" + _side_by_side(asked.get(field), recorded.get(field))
+    return f"{where} {', '.join(fields)}" + _side_by_side(asked, recorded)
+
+
+def _side_by_side(asked: Any, recorded: Any) -> str:
+    """Both sides on lines of their own, aligned: texts of several lines as a unified diff, a
+    long line from a little before where the two part."""
+    if isinstance(asked, str) and isinstance(recorded, str):
+        if "\n" in asked or "\n" in recorded:
+            lines = difflib.unified_diff(
+                recorded.splitlines(), asked.splitlines(), "recorded", "asked", lineterm="", n=1
+            )
+            return "".join(f"\n  {line}" for line in lines)
+        parted = next(
+            (i for i, (a, r) in enumerate(zip(asked, recorded, strict=False)) if a != r),
+            min(len(asked), len(recorded)),
+        )
+        skip = max(0, parted - _WINDOW // 2) if max(len(asked), len(recorded)) > _WINDOW else 0
+        asked, recorded = _window(asked, skip), _window(recorded, skip)
+    return f"\n  asked:    {_short(asked)}\n  recorded: {_short(recorded)}"
+
+
+def _window(text: str, skip: int) -> str:
+    shown = text[skip : skip + _WINDOW]
+    return ("..." if skip else "") + shown + ("..." if len(text) > skip + _WINDOW else "")
+
+
 def _short(value: Any) -> str:
+    if value is None:
+        return "(nothing)"
     text = msgspec.json.encode(value).decode()
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 2 * _WINDOW else text[: 2 * _WINDOW - 3] + "..."

@@ -1,7 +1,8 @@
-"""Runs as JSON Lines: to move a log between databases, or to attach a failing conversation to a
-bug report. One line per event (its `Event.to_dict` form, keys sorted: PostgreSQL's JSONB keeps
-its own key order, SQLite the one it was given), runs oldest first, each in seq order, so the
-same runs export to the same bytes from any database.
+"""Runs as JSON Lines: to move a log between databases, to attach a failing conversation to a
+bug report, or to replay it in a test (a pytest cassette is such a file). One line per event (its
+`Event.to_dict` form, keys sorted: PostgreSQL's JSONB keeps its own key order, SQLite the one it
+was given), runs oldest first, each in seq order, so the same runs export to the same bytes from
+any database.
 
 An import never changes what is stored, and stores whole runs only. A line that is not an event
 refuses the whole file, before anything is written. A run that is not whole and in order (a
@@ -13,7 +14,11 @@ streaming), is not a conflict: importing the same file twice is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
 import msgspec
@@ -31,6 +36,7 @@ __all__ = [
     "import_events",
     "import_runs",
     "read_events",
+    "replacing",
 ]
 
 Progress = Callable[[int], None]
@@ -85,6 +91,21 @@ def export_runs(
         if progress is not None:
             progress(count)
     return count
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[TextIO]:
+    """A text file to write that becomes `path` only once the block completes: written aside
+    (in the same folder, made if missing) and renamed over it, so a failure, or a reader at the
+    same time, never sees half a file, and a failure leaves the old file be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as target:
+            yield target
+        os.replace(aside, path)
+    finally:
+        Path(aside).unlink(missing_ok=True)
 
 
 def import_runs(

@@ -1,10 +1,12 @@
-"""Replay for unmodified SDK code: a recorded run served as the HTTP reply its call gets.
+"""Replay from a log for backends and unmodified SDK code alike: `LogReplay`.
 
-`synthora.observe(client, replay=log)` answers each call from the log: the request is matched as
-`ReplayBackend` matches one (`RecordedRequests`), and the recorded run is rendered as its
-endpoint's own reply (`synthora.models.wire_replies`), which the client's HTTP client hands back
-in place of sending. The SDK then builds its own objects, raises its own exceptions and runs its
-own stream parsing on it, as on a live reply; no socket is opened.
+A request is matched as `ReplayBackend` matches one (`RecordedRequests`), with the model and the
+parameters that change the answer. A backend's run (while a test replays its cassette,
+`synthora.models.replaying`) is answered by the recorded run through the backend's own lifecycle.
+An observed client's call (`synthora.observe(client, replay=log)`, or the same test) gets the
+recorded run rendered as its endpoint's own reply (`synthora.models.wire_replies`), which the
+client's HTTP client hands back in place of sending. The SDK then builds its own objects, raises
+its own exceptions and runs its own stream parsing on it, as on a live reply; no socket is opened.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Literal
 import httpx2
 import msgspec
 
-from synthora.events import EndEvent, ErrorEvent
+from synthora.events import EndEvent, ErrorEvent, StartEvent
 from synthora.models.protocol import ModelRequest
 from synthora.models.request import event_params
 from synthora.models.vectors import unpack
@@ -29,16 +31,33 @@ from synthora.storage.replay import (
     replay_input,
 )
 
-__all__ = ["Served", "WireReplay"]
+__all__ = ["LogReplay", "Served"]
 
 
-class WireReplay:
-    """A log to answer from: one matcher per operation, shared by a client and its copies."""
+class LogReplay:
+    """A log to answer from, one matcher per operation, shared by the backends and clients it
+    answers (so identical requests take their recorded runs in order, whoever asks).
+
+    A miss raises `ReplayMissError` naming the closest recorded request; with ``mode="record"``
+    it returns None instead, to let the request go live (and an attached log record it).
+    """
 
     def __init__(self, log: EventLog, mode: Literal["replay", "record"]) -> None:
         self.log = log
         self.mode = mode
         self._matchers: dict[str, RecordedRequests] = {}
+
+    def recorded(self, operation: str, request: ModelRequest) -> Recording | None:
+        """The recorded run that answers `request`; None on a miss in record mode."""
+        matcher = self._matcher(operation)
+        asked = matcher.request(replay_input(request), event_params(request.params), request.model)
+        run_id = matcher.take(asked)
+        if run_id is None:
+            if self.mode == "record":
+                matcher.refresh(restart=False)  # the live run, once stored, answers next time
+                return None
+            raise ReplayMissError(matcher.explain(asked))
+        return Recording(list(self.log.events(run_id)))
 
     def answer(
         self,
@@ -48,19 +67,23 @@ class WireReplay:
         reply: WireReply,
         sdk: Any,
     ) -> Served | None:
-        """The recorded answer to `request`; None on a miss in record mode (it goes live)."""
+        """The recorded answer to an observed call, as its endpoint's `reply` renders it."""
+        recording = self.recorded(operation, request)
+        if recording is None:
+            return None
+        return Served.of(recording, request, dict(body), reply, sdk)
+
+    def answers(self, start: StartEvent) -> bool:
+        """Whether a run of this log answers the request a (new) run's start event asked."""
+        matcher = self._matcher(start.operation)
+        return matcher.holds(matcher.asked_in(start))
+
+    def _matcher(self, operation: str) -> RecordedRequests:
         matcher = self._matchers.get(operation)
         if matcher is None:
             matcher = RecordedRequests(self.log, operation, match_model=True, match_params=True)
             self._matchers[operation] = matcher
-        asked = matcher.request(replay_input(request), event_params(request.params), request.model)
-        run_id = matcher.take(asked)
-        if run_id is None:
-            if self.mode == "record":
-                matcher.refresh(restart=False)  # the live run, once stored, answers next time
-                return None
-            raise ReplayMissError(matcher.explain(asked))
-        return Served.of(Recording(list(self.log.events(run_id))), request, dict(body), reply, sdk)
+        return matcher
 
 
 class Served:

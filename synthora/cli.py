@@ -125,7 +125,12 @@ def _add_reading_commands(commands: _Commands) -> None:
 def _add_keeping_commands(commands: _Commands) -> None:
     """The commands that move, keep and serve the log: export, import, prune, ui, and the rest."""
     export = commands.add_parser("export", help="runs as JSON Lines (oldest first)")
-    export.add_argument("runs", nargs="*", metavar="RUN", help="only these runs (default: all)")
+    export.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="only these runs, a scope with the runs inside it (default: all)",
+    )
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
     export.set_defaults(command=_export)
 
@@ -505,22 +510,19 @@ def _replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
-    from synthora.storage.transfer import export_runs  # noqa: PLC0415
+    from synthora.storage.transfer import export_runs, replacing  # noqa: PLC0415
 
     with _open_log(args) as log:
+        # a scope comes with the runs inside it: the whole conversation, replayable in a test
+        chosen = [s.run_id for run in args.runs for s in log.conversation(run)]
+        run_ids = list(dict.fromkeys(chosen)) or None
         if args.output is None:
-            export_runs(log, out, args.runs or None)
+            export_runs(log, out, run_ids)
             return 0
-        destination = Path(args.output)
-        partial = destination.with_name(f".{destination.name}.partial")
-        try:  # written aside and renamed only when whole: a failure leaves the old file be
-            with partial.open("w", encoding="utf-8") as target:
-                total = len(args.runs) if args.runs else sum(1 for _ in log.runs())
-                count = export_runs(log, target, args.runs or None, _progress("exported", total))
-            partial.replace(destination)
-        finally:
-            partial.unlink(missing_ok=True)
-    print(f"exported {count} runs to {args.output}", file=sys.stderr)
+        with replacing(Path(args.output)) as target:
+            total = len(run_ids) if run_ids else sum(1 for _ in log.runs())
+            count = export_runs(log, target, run_ids, _progress("exported", total))
+    print(f"\rexported {count} runs to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -16,8 +16,7 @@ its ``request`` goes out and its response is read, so both see every call.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
@@ -25,7 +24,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 import synthora.telemetry
-from synthora.observed import observe
+from synthora.observed import ObservingNewClients
 
 __all__ = ["SynthoraInstrumentor"]
 
@@ -33,7 +32,7 @@ __all__ = ["SynthoraInstrumentor"]
 class SynthoraInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Observe every SDK client constructed while instrumented, and trace its runs."""
 
-    _originals: dict[type, Callable[..., None]] = {}  # noqa: RUF012 - one per process, as the base's instance
+    _new_clients = ObservingNewClients()  # one per process, as the base's instance
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("openai >= 3.0",)
@@ -44,34 +43,8 @@ class SynthoraInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             synthora.telemetry.instrument(*providers)
         else:
             synthora.telemetry.configure()
-        for cls in _client_classes():
-            if cls not in self._originals:
-                self._originals[cls] = init = vars(cls)["__init__"]
-                cls.__init__ = _observing_init(init)  # type: ignore[misc]
+        self._new_clients.start()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for cls, init in self._originals.items():
-            cls.__init__ = init  # type: ignore[misc]
-        self._originals.clear()
+        self._new_clients.stop()
         synthora.telemetry.uninstrument()
-
-
-def _client_classes() -> list[type]:
-    """The SDK client classes there are to observe: openai's, and anthropic's if installed."""
-    import openai  # noqa: PLC0415 - imported when instrumenting, as instrumentors do
-
-    classes: list[type] = [openai.OpenAI, openai.AsyncOpenAI]
-    try:
-        import anthropic  # noqa: PLC0415 - the optional extra
-    except ImportError:
-        return classes
-    return [*classes, anthropic.Anthropic, anthropic.AsyncAnthropic]
-
-
-def _observing_init(init: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(init)
-    def observed_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        observe(self)
-
-    return observed_init

@@ -16,6 +16,7 @@ and the reply is the SDK's whatever happens to the run's events.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import sys
@@ -36,6 +37,7 @@ from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBa
 from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
 from synthora.models.openai_responses import OpenAIResponsesBackend
 from synthora.models.protocol import ModelReply, ModelRequest
+from synthora.models.replaying import Replayer, ServedReply, active_replayer
 from synthora.models.sse_stream import AsyncResponseTap, ResponseTap
 from synthora.models.wire_replies import (
     WireReply,
@@ -51,9 +53,8 @@ from synthora.types.node import Node
 
 if TYPE_CHECKING:  # the event log is imported when a replay needs it, not with synthora
     from synthora.storage.log import EventLog
-    from synthora.storage.wire_replay import Served, WireReplay
 
-__all__ = ["observe"]
+__all__ = ["ObservingNewClients", "observe"]
 
 logger = logging.getLogger("synthora")
 
@@ -76,9 +77,7 @@ _ANTHROPIC_ENDPOINTS: Endpoints = {"/v1/messages": (AnthropicBackend, messages_r
 
 Mode = Literal["replay", "record"]
 
-_observing: ContextVar[bool] = ContextVar("synthora_observing", default=False)
-"""Set inside an observed call, so a request the SDK makes within it is not a second run."""
-_serving: ContextVar[Served | None] = ContextVar("synthora_serving", default=None)
+_serving: ContextVar[ServedReply | None] = ContextVar("synthora_serving", default=None)
 """The recorded answer the HTTP client hands back, inside a replayed call."""
 
 
@@ -136,6 +135,45 @@ def observe(
     return client
 
 
+class ObservingNewClients:
+    """While started, every openai / anthropic SDK client constructed is observed (`observe`):
+    the SDK client classes' ``__init__`` is wrapped until `stop`. Clients made meanwhile stay
+    observed. Starting again while started changes nothing."""
+
+    def __init__(self) -> None:
+        self._originals: dict[type, Callable[..., None]] = {}
+
+    def start(self) -> None:
+        for cls in _client_classes():
+            if cls not in self._originals:
+                self._originals[cls] = init = vars(cls)["__init__"]
+                cls.__init__ = _observing_init(init)  # type: ignore[misc]
+
+    def stop(self) -> None:
+        for cls, init in self._originals.items():
+            cls.__init__ = init  # type: ignore[misc]
+        self._originals.clear()
+
+
+def _client_classes() -> list[type]:
+    """The SDK client classes there are to observe: openai's, and anthropic's if installed."""
+    classes: list[type] = [openai.OpenAI, openai.AsyncOpenAI]
+    try:
+        import anthropic  # noqa: PLC0415 - the optional extra
+    except ImportError:
+        return classes
+    return [*classes, anthropic.Anthropic, anthropic.AsyncAnthropic]
+
+
+def _observing_init(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def observed_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        observe(self)
+
+    return observed_init
+
+
 def _endpoints_of(client: object) -> tuple[Endpoints, str, Any]:
     """The endpoints `client`'s SDK serves as runs, its provider, and the SDK's module."""
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
@@ -161,7 +199,7 @@ class _Observer:
         source: Node,
         name: str,
         handlers: Iterable[CallBackHandler],
-        replay: WireReplay | None,
+        replay: Replayer | None,
     ) -> None:
         self.client = client
         self.source = source
@@ -176,11 +214,12 @@ class _Observer:
     def open(self, options: Any, stream: bool) -> _Call | None:
         """The run of this call with its start event, not yet emitted, and its recorded answer
         when replaying; None for a call that is not a model run (another endpoint, or one inside
-        an observed call). A replay miss raises here, before anything is emitted."""
+        a run's: an observed call's, or a backend's over an observed client). A replay miss
+        raises here, before anything is emitted."""
         path, body = options.url, options.json_data
         endpoint = self._endpoints.get(path) if isinstance(path, str) else None
-        if endpoint is None or not isinstance(body, Mapping) or _observing.get():
-            return None
+        if endpoint is None or not isinstance(body, Mapping) or sending.get() is not None:
+            return None  # a request sent for a run already being sent is part of it
         kind, reply = endpoint
         extra = getattr(options, "extra_json", None)
         if isinstance(extra, Mapping):  # extra_body=: sent in the body, so part of the request
@@ -194,8 +233,9 @@ class _Observer:
             logger.debug("synthora: a %s request it cannot read is sent unobserved", path)
             return None
         served = None
-        if self.replay is not None:
-            served = self.replay.answer(backend.operation, request, body, reply, self._sdk)
+        replay = self.replay if self.replay is not None else active_replayer()
+        if replay is not None:
+            served = replay.answer(backend.operation, request, body, reply, self._sdk)
         run = backend._new_run(request)
         return _Call(backend, run, run.start(**backend._start_payload(request)), stream, served)
 
@@ -233,7 +273,7 @@ class _Call:
     __slots__ = ("backend", "run", "served", "start", "stream")
 
     def __init__(
-        self, backend: _Wire, run: Run, start: Event, stream: bool, served: Served | None
+        self, backend: _Wire, run: Run, start: Event, stream: bool, served: ServedReply | None
     ) -> None:
         self.backend = backend
         self.run = run
@@ -260,17 +300,19 @@ class _Call:
 
 
 def _install(client: Any, observer: _Observer) -> None:
-    """Wrap `client`'s ``request`` (and make its copies observed too), on this instance only;
-    when replaying, its HTTP client's ``send`` too, which hands back the recorded answer."""
+    """Wrap `client`'s ``request`` (and make its copies observed too), on this instance only,
+    and its HTTP client's ``send``, which hands back the recorded answer when a call is replayed
+    (by the client's own replay, or a test's replaying every run)."""
     send = client.request
     asynchronous = inspect.iscoroutinefunction(send)
     wrap = _async_request if asynchronous else _sync_request
     client.request = wrap(send, observer)
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
         count_openai_attempts(client)  # anthropic's per-attempt hook is made on copies only
-    if observer.replay is not None:
-        http = client._client
+    http = client._client
+    if not getattr(http, "_synthora_serving", False):  # copies share their HTTP client
         http.send = (_async_serving if asynchronous else _sync_serving)(http.send)
+        http._synthora_serving = True
     copy = client.copy
 
     def observed_copy(*args: Any, **kwargs: Any) -> Any:
@@ -290,11 +332,7 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
             return send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         run.emit(call.start)
-        inside, serving, counting = (
-            _observing.set(True),
-            _serving.set(call.served),
-            sending.set(run),
-        )
+        serving, counting = _serving.set(call.served), sending.set(run)
         try:
             if call.served is not None and call.served.exception is not None:
                 raise call.served.exception
@@ -305,7 +343,6 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
         finally:
             sending.reset(counting)
             _serving.reset(serving)
-            _observing.reset(inside)
         if stream:
             call.tap(result, ResponseTap)
         else:
@@ -326,11 +363,7 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
             return await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         await run.emit_async(call.start)
-        inside, serving, counting = (
-            _observing.set(True),
-            _serving.set(call.served),
-            sending.set(run),
-        )
+        serving, counting = _serving.set(call.served), sending.set(run)
         try:
             if call.served is not None and call.served.exception is not None:
                 raise call.served.exception
@@ -341,7 +374,6 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
         finally:
             sending.reset(counting)
             _serving.reset(serving)
-            _observing.reset(inside)
         if stream:
             call.tap(result, AsyncResponseTap)
         else:
@@ -371,10 +403,10 @@ def _async_serving(send: Callable[..., Any]) -> Callable[..., Any]:
     return serving
 
 
-def _wire_replay(log: EventLog, mode: Mode) -> WireReplay:
-    from synthora.storage.wire_replay import WireReplay  # noqa: PLC0415 - see TYPE_CHECKING
+def _wire_replay(log: EventLog, mode: Mode) -> Replayer:
+    from synthora.storage.wire_replay import LogReplay  # noqa: PLC0415 - see TYPE_CHECKING
 
-    return WireReplay(log, mode)
+    return LogReplay(log, mode)
 
 
 def _is_raw(result: Any) -> bool:

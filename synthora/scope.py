@@ -22,9 +22,11 @@ from synthora.runs import Run, ScopeFrame, current_scope, service_name
 from synthora.types.enums import NodeType
 from synthora.types.node import Node
 
-__all__ = ["Scope", "scope"]
+__all__ = ["SCOPE_OPERATIONS", "Scope", "scope"]
 
 _OPERATIONS = {NodeType.AGENT: "invoke_agent", NodeType.TOOL: "execute_tool"}
+SCOPE_OPERATIONS = frozenset(_OPERATIONS.values())
+"""The operations of scope runs: a step of the caller's code, never a model's answer."""
 
 
 class Scope:

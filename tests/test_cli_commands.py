@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import make_url
 
 from synthora import Node, NodeType, scope
-from synthora.events import EndEvent, StartEvent
+from synthora.events import EndEvent, StartEvent, event_from_dict
 from synthora.storage import EventLog
 from synthora.testing.server import Behaviour
 
@@ -64,6 +64,33 @@ def test_replay_prints_the_run(stored, tmp_path):
     done = synthora("--db", stored, "replay", streamed.run_id[:23], "--speed", "0", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "You said: streamed words here" in done.stdout
+
+
+def test_exporting_a_scope_brings_its_conversation(tmp_path, make_backend):
+    """`synthora export SCOPE -o FILE` writes the scope and every run inside it, in the order
+    they started, into a folder it makes; the run next to the scope stays out."""
+    url = f"sqlite:///{tmp_path / 'scoped.db'}"
+    with EventLog(url) as log:
+        log.attach()
+        backend = make_backend()
+        with scope(Node(name="planner", type=NodeType.AGENT)) as planner:
+            backend.run("first step")
+            with scope(Node(name="search", type=NodeType.TOOL)) as search:
+                backend.run("second step")
+        backend.run("outside")
+    assert planner.run_id is not None
+    target = tmp_path / "tests" / "cassettes" / "test_agent" / "test_plan.jsonl"
+    done = synthora("--db", url, "export", planner.run_id[:20], "-o", str(target), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "exported 4 runs" in done.stderr
+    starts = [
+        event
+        for line in target.read_text().splitlines()
+        if isinstance(event := event_from_dict(json.loads(line)), StartEvent)
+    ]
+    assert [start.operation for start in starts] == ["invoke_agent", "chat", "execute_tool", "chat"]
+    assert (starts[0].run_id, starts[2].run_id) == (planner.run_id, search.run_id)
+    assert [s.messages[-1].text for s in starts if s.messages] == ["first step", "second step"]
 
 
 def test_export_import_export_is_identical(stored, tmp_path, postgres_url):

@@ -31,6 +31,7 @@ from synthora import OpenAIChatBackend, OpenAICompletionBackend, user
 from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
 from synthora.instrumentation import SynthoraInstrumentor
 from synthora.models import AnthropicBackend, OpenAIEmbeddingBackend, OpenAIResponsesBackend
+from synthora.observed import ObservingNewClients
 from synthora.storage import EventLog, ReplayBackend, ReplayMissError
 from synthora.telemetry import CaptureMode
 from synthora.testing import capture_events
@@ -514,6 +515,28 @@ def test_instrumentor_observes_clients_made_while_instrumented(server, model, re
     (span,) = tracing.spans()
     assert span.name == f"chat {model}"
     tracing.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_backend_over_an_observed_client_is_one_run(server, model, stream):
+    """A backend built while every new client is observed (its SDK clients are) reports each
+    run once: the request it sends is its run's, not another observed call."""
+    new_clients = ObservingNewClients()
+    new_clients.start()
+    try:
+        backend = OpenAIChatBackend.default(
+            model, AGENT, api_key=API_KEY, base_url=server.base_url, stream=stream
+        )
+    finally:
+        new_clients.stop()
+    assert backend.client._synthora_observer is not None
+    with capture_events() as events:
+        reply = backend.run([user(PROMPT)])
+        text = "".join(chunk.delta for chunk in reply) if stream else reply.text
+    assert text == f"You said: {PROMPT}"
+    assert [e.kind for e in events].count("start") == 1
+    assert events[0].backend == "openai_chat"
+    backend.client.close()
 
 
 def test_an_observed_client_composes_with_openai_v2(server, model, receiver):  # noqa: F811

@@ -125,6 +125,34 @@ def test_a_miss_names_the_closest_request(recorded, no_network):
     assert "plain question" in message
 
 
+def test_a_miss_names_the_field_that_differs_and_shows_both_sides(tmp_path, make_backend):
+    """Which parameter differs, with both values; a text of several lines as a diff."""
+    url = f"sqlite:///{tmp_path / 'sides.db'}"
+    letter = "Dear team,\nthe launch moves to Monday.\nRegards"
+    with EventLog(url) as log:
+        log.attach()
+        make_backend(config={"temperature": 0.2, "seed": 7}).run(letter)
+        with pytest.raises(ReplayMissError) as parameter:
+            ReplayBackend(log, config={"temperature": 0.9, "seed": 7}).run(letter)
+        with pytest.raises(ReplayMissError) as text:
+            ReplayBackend(log).run(letter.replace("Monday", "Tuesday"))
+    assert str(parameter.value) == (
+        "no recorded chat request matches; the closest differs: params 'temperature'\n"
+        '  asked:    {"temperature":0.9}\n'
+        '  recorded: {"temperature":0.2}'
+    )
+    assert str(text.value) == (
+        "no recorded chat request matches; the closest differs: message 0 (user) content\n"
+        "  --- recorded\n"
+        "  +++ asked\n"
+        "  @@ -1,3 +1,3 @@\n"
+        "   Dear team,\n"
+        "  -the launch moves to Monday.\n"
+        "  +the launch moves to Tuesday.\n"
+        "   Regards"
+    )
+
+
 def test_identical_requests_are_answered_in_recorded_order(tmp_path, server, make_backend):
     """The same request asked three times is answered by the three recordings, in order."""
     url = f"sqlite:///{tmp_path / 'order.db'}"

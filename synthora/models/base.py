@@ -19,7 +19,9 @@ hooks (and their async twins), plus ``provider`` and ``operation``::
                 yield ModelDelta(text=word + " ")
 
 Handlers, spans, the event log and replay then work for it unchanged. A backend without async
-hooks still serves ``async_run``: its sync hooks run in a worker thread.
+hooks still serves ``async_run``: its sync hooks run in a worker thread. While a test replays
+its cassette (`synthora.models.replaying`), a recorded run answers in place of these hooks,
+inside the same lifecycle.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from synthora.events import Event
 from synthora.messages import MessageChunk, MessageInput, coerce_messages
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply, ModelRequest
+from synthora.models.replaying import Answerer, recorded_answer
 from synthora.models.request import check_json_request, event_params, register_credentials
 from synthora.models.streams import (
     AsyncDeltaSource,
@@ -189,12 +192,14 @@ class BaseModelBackend:
     def run(self, messages: MessageInput | Iterable[MessageInput], /, **params: Any) -> Any:
         """The reply `BaseMessage`; with `stream` on, a `RunStream` of `MessageChunk`; for an
         embeddings backend, one vector per text."""
-        return self._run(self._checked_request(messages, params))
+        request = self._checked_request(messages, params)
+        return self._run(request, recorded_answer(self.operation, request))
 
     async def async_run(
         self, messages: MessageInput | Iterable[MessageInput], /, **params: Any
     ) -> Any:
-        return await self._arun(self._checked_request(messages, params))
+        request = self._checked_request(messages, params)
+        return await self._arun(request, recorded_answer(self.operation, request))
 
     def _checked_request(
         self, messages: MessageInput | Iterable[MessageInput], params: dict[str, Any]
@@ -205,14 +210,17 @@ class BaseModelBackend:
             check_json_request(request)
         return request
 
-    def _run(self, request: ModelRequest) -> Any:
+    def _run(self, request: ModelRequest, answerer: Answerer | None = None) -> Any:
+        """Run `request` as this backend's run, answered by its own wire or by `answerer` (a
+        recorded run, replayed)."""
+        wire: Answerer = self if answerer is None else answerer
         run = self._new_run(request)
         run.emit(run.start(**self._start_payload(request)))
         sending_run = sending.set(run)
         try:
             if request.stream:
-                return RunStream(run, self._open_stream(run, request))
-            reply = self._generate(request)
+                return RunStream(run, wire._open_stream(run, request))
+            reply = wire._generate(request)
         except BaseException as exc:
             run.emit(request_failed(run, exc))
             raise
@@ -222,14 +230,15 @@ class BaseModelBackend:
             run.emit(event)
         return self._result(reply)
 
-    async def _arun(self, request: ModelRequest) -> Any:
+    async def _arun(self, request: ModelRequest, answerer: Answerer | None = None) -> Any:
+        wire: Answerer = self if answerer is None else answerer
         run = self._new_run(request)
         await run.emit_async(run.start(**self._start_payload(request)))
         sending_run = sending.set(run)
         try:
             if request.stream:
-                return AsyncRunStream(run, await self._aopen_stream(run, request))
-            reply = await self._agenerate(request)
+                return AsyncRunStream(run, await wire._aopen_stream(run, request))
+            reply = await wire._agenerate(request)
         except BaseException as exc:
             await run.emit_async(request_failed(run, exc))
             raise
