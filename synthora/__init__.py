@@ -5,6 +5,9 @@ blinker bus (`synthora.bus`); callback handlers, OpenTelemetry (`synthora.teleme
 SQL event log (`synthora.storage`) listen to it.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
 from synthora.errors import (
     ConfigurationError,
@@ -15,12 +18,37 @@ from synthora.errors import (
 )
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, event_from_dict
 from synthora.messages import BaseMessage, MessageChunk, ToolCall, assistant, system, tool, user
-from synthora.models import BaseModelBackend, OpenAIChatBackend, OpenAICompletionBackend
-from synthora.observed import observe
 from synthora.scope import scope
 from synthora.types import MessageRole, ModelBackendType, Node, NodeType
 
+if TYPE_CHECKING:
+    from synthora.models import BaseModelBackend, OpenAIChatBackend, OpenAICompletionBackend
+    from synthora.observed import observe
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "BaseModelBackend": "synthora.models",
+    "OpenAIChatBackend": "synthora.models",
+    "OpenAICompletionBackend": "synthora.models",
+    "observe": "synthora.observed",
+}
+"""Names whose modules import the ``openai`` SDK (a third of a second): loaded when first used,
+so what imports only part of Synthora (the pytest plugin, in every pytest session) does not pay."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'synthora' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AsyncCallBackHandler",

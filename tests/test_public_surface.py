@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
+
 import synthora
 import synthora.bus
 import synthora.events
@@ -74,3 +78,22 @@ def test_bus_signals() -> None:
     assert names == ["before_run", "start", "token", "end", "error"]
     assert set(synthora.bus.__all__) >= {"before_run", "on_start", "on_token", "on_end", "on_error"}
     assert set(synthora.events.__all__) >= {"Event", "StartEvent", "event_from_dict"}
+
+
+def test_the_pytest_plugin_loads_without_the_sdks() -> None:
+    """Every pytest session where Synthora is installed loads its plugin: the plugin, and the
+    root package, import neither the openai SDK nor the event log until a backend is used."""
+    probe = (
+        "import sys, synthora.testing.pytest_plugin\n"
+        "print(sorted(m for m in ('openai', 'sqlalchemy', 'anthropic') if m in sys.modules))\n"
+        "import synthora\n"
+        "print(synthora.OpenAIChatBackend.__name__, 'openai' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
+    assert done.stdout.splitlines() == ["[]", "OpenAIChatBackend True"]
