@@ -16,11 +16,12 @@ and the reply is the SDK's whatever happens to the run's events.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -281,6 +282,19 @@ class _Call:
         self.stream = stream
         self.served = served
 
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """While the SDK sends this call: its attempts count for the run, and a replayed answer
+        is what the HTTP client hands back (a recorded failure to connect is raised here)."""
+        serving, counting = _serving.set(self.served), sending.set(self.run)
+        try:
+            if self.served is not None and self.served.exception is not None:
+                raise self.served.exception
+            yield
+        finally:
+            sending.reset(counting)
+            _serving.reset(serving)
+
     def reply_events(self, parsed: Any) -> list[Event | None]:
         """The SDK's parsed reply as the run's closing events (an error if it cannot be read:
         the caller still gets the reply, as the SDK gave it)."""
@@ -332,18 +346,13 @@ def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[...
             return send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         run.emit(call.start)
-        serving, counting = _serving.set(call.served), sending.set(run)
         try:
-            if call.served is not None and call.served.exception is not None:
-                raise call.served.exception
-            result = send(cast_to, options, stream=stream, stream_cls=stream_cls)
+            with call.sending():
+                result = send(cast_to, options, stream=stream, stream_cls=stream_cls)
         except BaseException as exc:
             run.emit(request_failed(run, exc))
             raise
-        finally:
-            sending.reset(counting)
-            _serving.reset(serving)
-        if stream:
+        if call.stream:
             call.tap(result, ResponseTap)
         else:
             parsed = result.parse() if _is_raw(result) else result
@@ -363,18 +372,13 @@ def _async_request(send: Callable[..., Any], observer: _Observer) -> Callable[..
             return await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         run = call.run
         await run.emit_async(call.start)
-        serving, counting = _serving.set(call.served), sending.set(run)
         try:
-            if call.served is not None and call.served.exception is not None:
-                raise call.served.exception
-            result = await send(cast_to, options, stream=stream, stream_cls=stream_cls)
+            with call.sending():
+                result = await send(cast_to, options, stream=stream, stream_cls=stream_cls)
         except BaseException as exc:
             await run.emit_async(request_failed(run, exc))
             raise
-        finally:
-            sending.reset(counting)
-            _serving.reset(serving)
-        if stream:
+        if call.stream:
             call.tap(result, AsyncResponseTap)
         else:
             parsed = result.parse() if _is_raw(result) else result
