@@ -1,13 +1,16 @@
-"""The SSE splitter finds exactly the data payloads the SDK's decoder finds in the same bytes."""
+"""The SSE splitter finds exactly the data payloads the SDK's decoder finds in the same bytes, and,
+for an observed client, exactly the SDK's own events."""
 
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
+from openai._streaming import ServerSentEvent
 from openai._streaming import SSEDecoder as SDKDecoder
 
-from synthora.models.sse import SSEDecoder
+from synthora.models.sse import SDKEvents, SSEDecoder
 
 CHUNK = b'{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"hi"}}]}'
 STREAMS = {
@@ -57,3 +60,104 @@ def test_error_event_is_wrapped_as_an_error_object() -> None:
     """`event: error` with a bare error body reads like OpenAI's in-data error object."""
     (payload,) = ours([b'event: error\ndata: {"message": "overloaded"}\n\n'])
     assert json.loads(payload) == {"error": {"message": "overloaded"}}
+
+
+SDKEventFields = tuple[str | None, str, str | None, int | None]
+
+
+def sdk_events_from_our_blocks(pieces: list[bytes]) -> list[SDKEventFields]:
+    """What an observed client's SDK reads: its events made from the blocks our splitter found."""
+    decoder, events = SSEDecoder(), SDKEvents(ServerSentEvent)
+    found = [event for piece in pieces for event in events.of(decoder.blocks(piece), decoder)]
+    found += events.at_end(decoder.rest(), decoder)
+    return [(e.event, e.data, e.id, e.retry) for e in found]
+
+
+def sdk_events_of_its_own(pieces: list[bytes]) -> list[SDKEventFields]:
+    return [(e.event, e.data, e.id, e.retry) for e in SDKDecoder().iter_bytes(iter(pieces))]
+
+
+ODD_STREAMS = {
+    **STREAMS,
+    "byte-order-mark": b"\xef\xbb\xbfdata: 1\n\ndata: 2\n\n",
+    "ids-persist-and-dispatch-alone": b"id: 7\n\ndata: 1\n\n\n\ndata: 2\nid: 8\n\n\n\n",
+    "id-with-nul-is-ignored": b"id: a\x00b\ndata: 1\n\n",
+    "retry": b"retry: 100\ndata: 1\n\nretry: soon\ndata: 2\n\nretry: 5\n\n",
+    "event-without-data": b"event: ping\n\nevent:\ndata: x\n\n",
+    "unknown-fields-and-bare-names": b"foo: bar\ndata\ndata: 1\nerror: {}\n\n",
+    "leading-blank-lines": b"\n\n\ndata: 1\n\n\n\n\n",
+    "utf8-text": 'data: {"t": "héllo ✓"}\n\n'.encode(),
+}
+
+
+@pytest.mark.parametrize("name", ODD_STREAMS)
+@pytest.mark.parametrize("split", [None, 1, 5], ids=["whole", "every-byte", "every-5"])
+def test_an_observed_client_reads_the_sdks_own_events(name: str, split: int | None) -> None:
+    """The events made from our split are the SDK decoder's, field for field, quirks included."""
+    data = ODD_STREAMS[name]
+    pieces = [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
+    assert sdk_events_from_our_blocks(pieces) == sdk_events_of_its_own(pieces)
+
+
+LINES = [
+    b"data: 1",
+    b"data:",
+    b"data",
+    b'data: {"a": [1]}',
+    b"event: e",
+    b"event:",
+    b"id: 3",
+    b"id:",
+    b"retry: 9",
+    b"retry: x",
+    b": note",
+    b"x: y",
+    b"",
+    b"\xc3\xa9: z",
+]
+ENDS = [b"\n", b"\r\n", b"\r"]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_sdks_events_for_any_stream_cut_anywhere(seed: int) -> None:
+    """Random streams of every field kind, line end and blank-line run, cut at random places."""
+    rng = random.Random(seed)
+    data = b"".join(rng.choice(LINES) + rng.choice(ENDS) for _ in range(rng.randint(1, 30)))
+    if rng.random() < 0.1:
+        data = b"\xef\xbb\xbf" + data
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 8))))
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    assert sdk_events_from_our_blocks(pieces) == sdk_events_of_its_own(pieces), data
+
+
+def test_a_line_that_is_not_utf8_fails_after_the_events_before_it() -> None:
+    """As in the SDK's decoder: the events before the bad line arrive, then the error."""
+    data = b"data: 1\n\nevent: x\ndata: \xff\n\n"
+    decoder, events = SSEDecoder(), SDKEvents(ServerSentEvent)
+    ours = events.of(decoder.blocks(data), decoder)
+    theirs = SDKDecoder().iter_bytes(iter([data]))
+    assert next(ours).data == next(theirs).data == "1"
+    with pytest.raises(UnicodeDecodeError):
+        next(ours)
+    with pytest.raises(UnicodeDecodeError):
+        next(theirs)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [CHUNK.decode(), '{"n": 123456789012345678901234567890, "x": -0.0}', '{"a": 1, "a": 2}',
+     '{"v": NaN}', '{"t": "\\ud83d"}', '{"f": 1e400}', "", "[DONE]", '{"cut": '],
+)  # fmt: skip
+def test_an_observed_clients_events_read_their_json_as_the_sdks_do(data: str) -> None:
+    """The tap's events read JSON with msgspec, falling back to ``json.loads`` where it refuses:
+    the same values, or the same error, as the SDK's own event."""
+    from synthora.observed import _TappedEvent  # noqa: PLC0415 - the one private under test
+
+    theirs, ours = ServerSentEvent(data=data), _TappedEvent(data=data)
+    try:
+        expected = theirs.json()
+    except json.JSONDecodeError:
+        with pytest.raises(json.JSONDecodeError):
+            ours.json()
+        return
+    assert repr(ours.json()) == repr(expected)

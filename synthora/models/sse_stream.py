@@ -14,7 +14,8 @@ reply the backend makes of it, or the backend's clear error. A body labelled as 
 is never sniffed, so a stream costs nothing more; an unlabelled one is told by its first line.
 
 An observed client's stream (`synthora.observe`) is read by its SDK, not by a source: a
-`ResponseTap` decodes the same bytes with the same states as the SDK pulls them.
+`ResponseTap` decodes the same bytes with the same states as the SDK pulls them, and hands an
+``openai`` SDK its server-sent events from the same split (`TapDecoder`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from synthora.messages import MessageChunk
 from synthora.models.chunks import StreamState
 from synthora.models.output import OutputState
 from synthora.models.protocol import ModelDelta, ModelReply
-from synthora.models.sse import SSEDecoder
+from synthora.models.sse import SDKEvent, SDKEvents, SSEDecoder, payloads_of, unended_payloads
 from synthora.models.streams import (
     AsyncDeltaSource,
     AsyncSource,
@@ -53,6 +54,7 @@ __all__ = [
     "RawResponse",
     "ResponseTap",
     "SSESource",
+    "TapDecoder",
     "sdk_error",
     "sdk_reply",
     "unreadable_reply",
@@ -85,11 +87,11 @@ class RawResponse(Protocol):
 class _Payloads:
     """The sans-I/O part both sources share: bytes in, payloads out, chunks from the state."""
 
-    __slots__ = ("_decoder", "_eof", "_payloads", "state")
+    __slots__ = ("_eof", "_payloads", "decoder", "state")
 
     def __init__(self, state: StreamState) -> None:
         self.state = state
-        self._decoder = SSEDecoder()
+        self.decoder = SSEDecoder()
         self._payloads: deque[bytes] = deque()
         self._eof = False
 
@@ -105,12 +107,18 @@ class _Payloads:
     def _exhausted(self) -> bool:
         return self.state.done or (self._eof and not self._payloads)
 
-    def _feed(self, data: bytes) -> None:
-        self._payloads.extend(self._decoder.feed(data))
+    def _feed(self, data: bytes) -> list[bytes]:
+        """Take in one read; the blocks of the events it completes, as split (`SDKEvents`)."""
+        blocks = self.decoder.blocks(data)
+        self._payloads.extend(payloads_of(blocks))
+        return blocks
 
-    def _feed_eof(self) -> None:
+    def _feed_eof(self) -> bytes:
+        """Take in the body's end; what no blank line ended, as split (`SDKEvents.at_end`)."""
         self._eof = True
-        self._payloads.extend(self._decoder.flush())
+        rest = self.decoder.rest()
+        self._payloads.extend(unended_payloads(rest))
+        return rest
 
 
 def _labelled_as_events(response: RawResponse) -> bool:
@@ -230,9 +238,12 @@ class _ResponseTap(StreamCore):
     on, so the SDK reports the failure its own way. The run ends at ``[DONE]`` (or the body's
     end), fails with the transport's error, or, when the SDK closes the response first (the
     caller left), ends ``interrupted`` — exactly once, as every stream wrapper does.
+
+    An ``openai`` client's SDK reads the body's events through `TapDecoder`, which takes them
+    from the tap (`SDKEvents`) instead of splitting the same bytes a second time.
     """
 
-    __slots__ = ("_payloads", "_reading", "_request")
+    __slots__ = ("_blocks", "_payloads", "_reading", "_request", "_rest")
 
     def __init__(self, run: Run, response: Any, state: StreamState) -> None:
         super().__init__(run, state)
@@ -241,18 +252,20 @@ class _ResponseTap(StreamCore):
         # True while a read is in flight: httpx closes the response itself when the body ends
         # or breaks, and that close is the read's outcome to report, not the caller leaving.
         self._reading = False
+        self._blocks: list[bytes] = []  # the events the last read completed, as split
+        self._rest = b""  # at the body's end, what no blank line ended
 
     def _events(self, data: bytes | None) -> list[Event | None]:
         """The events one read of the body adds; `data` None is the body's end."""
         run, payloads = self._run, self._payloads
+        if data is None:
+            self._blocks, self._rest = [], payloads._feed_eof()
+        else:
+            self._blocks = payloads._feed(data)
         if run.closed:
             return []
         events: list[Event | None] = []
         try:
-            if data is None:
-                payloads._feed_eof()
-            else:
-                payloads._feed(data)
             while (chunk := payloads._pending_chunk()) is not None:
                 events.append(run.token(chunk))
             if payloads._exhausted():
@@ -278,73 +291,151 @@ class _ResponseTap(StreamCore):
 class ResponseTap(_ResponseTap):
     """`_ResponseTap` on a sync response: its ``iter_bytes`` and ``close`` are wrapped."""
 
-    __slots__ = ()
+    __slots__ = ("_close", "_read")
 
     def __init__(self, run: Run, response: Any, state: StreamState) -> None:
         super().__init__(run, response, state)
-        read, close = response.iter_bytes, response.close
+        self._read, self._close = response.iter_bytes, response.close
+        response.iter_bytes, response.close = self._iter_bytes, self._closing
 
-        def iter_bytes(chunk_size: int | None = None) -> Iterator[bytes]:
-            reads = read(chunk_size)
-            while True:
-                self._reading = True
-                try:
-                    data = next(reads)
-                except StopIteration:
-                    break
-                except Exception as exc:
-                    run.emit(self._failed(exc))
-                    raise
-                finally:
-                    self._reading = False
-                for event in self._events(data):
-                    run.emit(event)
-                yield data
+    def _iter_bytes(self, chunk_size: int | None = None) -> TappedReads:
+        return TappedReads(self, self._read(chunk_size))
+
+    def _next(self, reads: Iterator[bytes]) -> bytes:
+        """The body's next read, once its events are emitted."""
+        run = self._run
+        self._reading = True
+        try:
+            data = next(reads)
+        except StopIteration:
+            self._reading = False
             for event in self._events(None):
                 run.emit(event)
+            raise
+        except Exception as exc:
+            self._reading = False
+            run.emit(self._failed(exc))
+            raise
+        self._reading = False
+        for event in self._events(data):
+            run.emit(event)
+        return data
 
-        def closing() -> None:
-            close()
-            if not self._reading:
-                run.emit(self._interrupted())
-
-        response.iter_bytes, response.close = iter_bytes, closing
+    def _closing(self) -> None:
+        self._close()
+        if not self._reading:
+            self._run.emit(self._interrupted())
 
 
 class AsyncResponseTap(_ResponseTap):
     """`_ResponseTap` on an async response: its ``aiter_bytes`` and ``aclose`` are wrapped."""
 
-    __slots__ = ()
+    __slots__ = ("_close", "_read")
 
     def __init__(self, run: Run, response: Any, state: StreamState) -> None:
         super().__init__(run, response, state)
-        read, close = response.aiter_bytes, response.aclose
+        self._read, self._close = response.aiter_bytes, response.aclose
+        response.aiter_bytes, response.aclose = self._aiter_bytes, self._closing
 
-        async def aiter_bytes(chunk_size: int | None = None) -> AsyncIterator[bytes]:
-            reads = read(chunk_size)
-            while True:
-                self._reading = True
-                try:
-                    data = await anext(reads)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    await run.emit_async(self._failed(exc))
-                    raise
-                finally:
-                    self._reading = False
-                for event in self._events(data):
-                    await run.emit_async(event)
-                yield data
+    def _aiter_bytes(self, chunk_size: int | None = None) -> AsyncTappedReads:
+        return AsyncTappedReads(self, self._read(chunk_size))
+
+    async def _next(self, reads: AsyncIterator[bytes]) -> bytes:
+        """`ResponseTap._next`, reading asynchronously."""
+        run = self._run
+        self._reading = True
+        try:
+            data = await anext(reads)
+        except StopAsyncIteration:
+            self._reading = False
             for event in self._events(None):
                 await run.emit_async(event)
+            raise
+        except Exception as exc:
+            self._reading = False
+            await run.emit_async(self._failed(exc))
+            raise
+        self._reading = False
+        for event in self._events(data):
+            await run.emit_async(event)
+        return data
 
-        async def closing() -> None:
-            await close()
-            if not self._reading:
-                await run.emit_async(self._interrupted())
+    async def _closing(self) -> None:
+        await self._close()
+        if not self._reading:
+            await self._run.emit_async(self._interrupted())
 
-        response.aiter_bytes, response.aclose = aiter_bytes, closing
+
+class TappedReads(Iterator[bytes]):
+    """A tapped body's reads: bytes to whoever iterates them (``iter_bytes``, ``iter_lines``);
+    to `TapDecoder`, the SDK's server-sent events in them, from the blocks the tap split."""
+
+    __slots__ = ("_reads", "_tap")
+
+    def __init__(self, tap: ResponseTap, reads: Iterator[bytes]) -> None:
+        self._tap, self._reads = tap, reads
+
+    def __next__(self) -> bytes:
+        return self._tap._next(self._reads)
+
+    def server_sent_events(self, events: SDKEvents[SDKEvent]) -> Iterator[SDKEvent]:
+        tap = self._tap
+        decoder = tap._payloads.decoder
+        try:
+            for _ in self:
+                yield from events.of(tap._blocks, decoder)
+            yield from events.at_end(tap._rest, decoder)
+        except Exception as exc:  # one the SDK's decoder raises too: a line that is not UTF-8
+            tap._run.emit(tap._failed(exc))
+            raise
+
+
+class AsyncTappedReads(AsyncIterator[bytes]):
+    """`TappedReads` of an async body."""
+
+    __slots__ = ("_reads", "_tap")
+
+    def __init__(self, tap: AsyncResponseTap, reads: AsyncIterator[bytes]) -> None:
+        self._tap, self._reads = tap, reads
+
+    async def __anext__(self) -> bytes:
+        return await self._tap._next(self._reads)
+
+    async def server_sent_events(self, events: SDKEvents[SDKEvent]) -> AsyncIterator[SDKEvent]:
+        tap = self._tap
+        decoder = tap._payloads.decoder
+        try:
+            async for _ in self:
+                for event in events.of(tap._blocks, decoder):
+                    yield event
+            for event in events.at_end(tap._rest, decoder):
+                yield event
+        except Exception as exc:  # as in `TappedReads.server_sent_events`
+            await tap._run.emit_async(tap._failed(exc))
+            raise
+
+
+class TapDecoder:
+    """An observed ``openai`` client's SSE decoder (what its ``_make_sse_decoder`` makes): the
+    events of a tapped body come from the tap, split once for the SDK and the run; any other
+    body's from the SDK's own decoder."""
+
+    __slots__ = ("_make", "_own")
+
+    def __init__(self, own: Any, make: Callable[..., Any]) -> None:
+        self._own, self._make = own, make
+
+    def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[Any]:
+        if isinstance(iterator, TappedReads):
+            return iterator.server_sent_events(SDKEvents(self._make))
+        events: Iterator[Any] = self._own.iter_bytes(iterator)
+        return events
+
+    def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        if isinstance(iterator, AsyncTappedReads):
+            return iterator.server_sent_events(SDKEvents(self._make))
+        events: AsyncIterator[Any] = self._own.aiter_bytes(iterator)
+        return events
 
 
 async def _once(delta: ModelDelta) -> AsyncIterator[ModelDelta]:
