@@ -35,7 +35,7 @@ from openai._streaming import ServerSentEvent
 from synthora.errors import ConfigurationError
 from synthora.events import Event
 from synthora.models.anthropic_backend import AnthropicBackend
-from synthora.models.attempts import count_openai_attempts
+from synthora.models.attempts import count_anthropic_attempts, count_openai_attempts
 from synthora.models.base import CallBackHandler, reply_events, request_failed
 from synthora.models.chunks import StreamState
 from synthora.models.openai_backend import OpenAIChatBackend, OpenAICompletionBackend
@@ -212,7 +212,7 @@ class _Observer:
         self.handlers = tuple(handlers)
         self.replay = replay
         self._endpoints = endpoints
-        self._sdk = sdk
+        self.sdk = sdk
         self._unset = (sdk.NotGiven, sdk.Omit)
         self._backends: dict[str, Any] = {}
 
@@ -240,7 +240,7 @@ class _Observer:
         served = None
         replay = self.replay if self.replay is not None else active_replayer()
         if replay is not None:
-            served = replay.answer(backend.operation, request, body, reply, self._sdk)
+            served = replay.answer(backend.operation, request, body, reply, self.sdk)
         run = backend._new_run(request)
         return _Call(backend, run, run.start(**backend._start_payload(request)), stream, served)
 
@@ -250,7 +250,7 @@ class _Observer:
         return _Observer(
             client,
             endpoints=self._endpoints,
-            sdk=self._sdk,
+            sdk=self.sdk,
             source=self.source,
             name=self.name,
             handlers=self.handlers,
@@ -326,8 +326,11 @@ def _install(client: Any, observer: _Observer) -> None:
     wrap = _async_request if asynchronous else _sync_request
     client.request = wrap(send, observer)
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
-        count_openai_attempts(client)  # anthropic's per-attempt hook is made on copies only
+        count_openai_attempts(client)
         _read_events_off_taps(client)
+    else:
+        failed = observer.sdk.APIConnectionError
+        count_anthropic_attempts(client, is_async=asynchronous, connection_error=failed)
     http = client._client
     if not getattr(http, "_synthora_serving", False):  # copies share their HTTP client
         http.send = (_async_serving if asynchronous else _sync_serving)(http.send)

@@ -22,6 +22,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from test_retries import run_once
 from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
 import synthora
@@ -278,6 +279,32 @@ def test_sdk_retries_stay_inside_one_run(observed, model, events, server):
     assert [e.kind for e in events] == ["start", "error"]
     assert events[-1].attempts == 3
     assert [a.status_code for a in events[-1].failed_attempts] == [500, 500, 500]
+
+
+@pytest.mark.parametrize(("stream", "use_async"), [(False, False), (True, False), (True, True)])
+async def test_an_observed_anthropic_client_counts_its_attempts(server, model, stream, use_async):
+    """An anthropic client counts each attempt once: itself, its copies, and a backend over it
+    (which would otherwise add a counter of its own)."""
+    endpoint = ENDPOINTS["messages"]
+    client = synthora.observe(sdk_client(server, endpoint, use_async, max_retries=2), source=AGENT)
+    runs = []
+    for target in (client, client.with_options(timeout=30)):
+        server.behave(model, Behaviour(fail_first=2, status=529, retry_after_s=0.001))
+        with capture_events() as events:
+            await answer(endpoint, endpoint.call(target, model, stream), stream)
+        runs.append(events[-1])
+    server.behave(model, Behaviour(fail_first=2, status=529, retry_after_s=0.001))
+    other = sdk_client(server, endpoint, not use_async)
+    clients = {"async_client": client, "client": other} if use_async else {"client": client}
+    clients.setdefault("async_client", other)
+    backend = AnthropicBackend(model_type=model, source=AGENT, stream=stream, **clients)
+    with capture_events() as events:
+        await run_once(backend, use_async)
+    runs.append(events[-1])
+    assert [(end.kind, end.attempts) for end in runs] == [("end", 3)] * 3
+    assert {tuple(a.status_code for a in end.failed_attempts) for end in runs} == {(529, 529)}
+    for made in (client, other):
+        await close(made)
 
 
 def test_a_broken_stream_fails_the_run_with_its_partial_output(observed, model, events):

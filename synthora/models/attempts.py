@@ -31,7 +31,12 @@ import openai
 
 from synthora.runs import note_attempt
 
-__all__ = ["count_openai_attempts", "counting_anthropic_attempts", "counting_openai_attempts"]
+__all__ = [
+    "count_anthropic_attempts",
+    "count_openai_attempts",
+    "counting_anthropic_attempts",
+    "counting_openai_attempts",
+]
 
 logger = logging.getLogger("synthora")
 
@@ -67,22 +72,45 @@ def counting_anthropic_attempts(
     client: Client, *, is_async: bool, connection_error: type[Exception]
 ) -> Client:
     """A copy of an anthropic client with a middleware counting its attempts; the client itself
-    under an SDK release without middleware (its runs then count one attempt).
-    `connection_error` is the SDK's ``APIConnectionError``, which wraps a transport's failure."""
+    under an SDK release without middleware, or when it counts them already (an observed
+    client: a second counter would count each attempt twice). `connection_error` is the SDK's
+    ``APIConnectionError``, which wraps a transport's failure."""
     with_middleware = getattr(client, "with_middleware", None)
-    if with_middleware is None:
+    if with_middleware is None or _counts_attempts(client):
         return client
+    counted: Client = with_middleware(_anthropic_counter(is_async, connection_error))
+    return counted
 
+
+def count_anthropic_attempts(
+    client: Any, *, is_async: bool, connection_error: type[Exception]
+) -> None:
+    """Count the attempts of `client` itself (an observed client): the counter joins its
+    middleware in place, last, as ``with_middleware`` would put it on a copy. Its copies
+    inherit it. Under a release whose middleware chain is not where this looks, the client's
+    runs count one attempt each."""
+    if not hasattr(client, "_build_middleware_chain") or _counts_attempts(client):
+        return
+    counter = _anthropic_counter(is_async, connection_error)
+    client._middleware = (*client._middleware, counter)
+    client._middleware_chain = client._build_middleware_chain()
+
+
+def _anthropic_counter(is_async: bool, connection_error: type[Exception]) -> Any:
     def failure(error: Exception) -> str | None:
         # the chain also builds the request: an error doing that is no attempt at all
         if not isinstance(error, connection_error):
             return None
         return type(error.__cause__ or error).__name__
 
-    counted: Client = with_middleware(
-        functools.partial(_count_async if is_async else _count, failure=failure)
-    )
-    return counted
+    counter: Any = functools.partial(_count_async if is_async else _count, failure=failure)
+    counter.synthora_counts_attempts = True
+    return counter
+
+
+def _counts_attempts(client: Any) -> bool:
+    middleware = getattr(client, "_middleware", ())
+    return any(getattr(entry, "synthora_counts_attempts", False) for entry in middleware)
 
 
 Failure = Callable[[Exception], str | None]
