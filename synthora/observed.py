@@ -6,8 +6,8 @@ wrapped on the instance, so other clients, and the SDK classes, are untouched. E
 endpoint that a built-in backend speaks becomes that backend's run: the backend reads the
 request body into the same `ModelRequest` and start event (`_request_from_wire`), the SDK's
 parsed reply into the same end event, and a stream's bytes, as the SDK pulls them, with the same
-msgspec decoders (`ResponseTap`; an ``openai`` client's SDK then takes its events from the tap,
-split once for both, `TapDecoder`). So handlers, spans, the event log and replay see an observed
+msgspec decoders (`ResponseTap`; the SDK then takes its events from the tap, split once for
+both, `TapDecoder`). So handlers, spans, the event log and replay see an observed
 call exactly as they see a backend's run, and the caller still gets the SDK's own objects, its
 exceptions and its retries. Other endpoints (files, models, batches) pass through unobserved.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import json
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,9 +27,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import httpx2
-import msgspec
 import openai
-from openai._streaming import ServerSentEvent
 
 from synthora.errors import ConfigurationError
 from synthora.events import Event
@@ -43,7 +40,7 @@ from synthora.models.openai_embeddings import OpenAIEmbeddingBackend
 from synthora.models.openai_responses import OpenAIResponsesBackend
 from synthora.models.protocol import ModelReply, ModelRequest
 from synthora.models.replaying import Replayer, ServedReply, active_replayer
-from synthora.models.sse_stream import AsyncResponseTap, ResponseTap, TapDecoder
+from synthora.models.sse_stream import AsyncResponseTap, ResponseTap, TapDecoder, tapped_event
 from synthora.models.wire_replies import (
     WireReply,
     chat_reply,
@@ -325,9 +322,9 @@ def _install(client: Any, observer: _Observer) -> None:
     asynchronous = inspect.iscoroutinefunction(send)
     wrap = _async_request if asynchronous else _sync_request
     client.request = wrap(send, observer)
+    _read_events_off_taps(client, observer.sdk)
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
         count_openai_attempts(client)
-        _read_events_off_taps(client)
     else:
         failed = observer.sdk.APIConnectionError
         count_anthropic_attempts(client, is_async=asynchronous, connection_error=failed)
@@ -347,26 +344,14 @@ def _install(client: Any, observer: _Observer) -> None:
     client._synthora_observer = observer
 
 
-def _read_events_off_taps(client: Any) -> None:
+def _read_events_off_taps(client: Any, sdk: Any) -> None:
     """Have the SDK take a tapped stream's events from the tap (`TapDecoder`), which splits the
-    bytes once for both. Only the ``openai`` SDK: anthropic's events carry their raw lines too."""
-    make_decoder = client._make_sse_decoder
-    client._make_sse_decoder = lambda: TapDecoder(make_decoder(), _TappedEvent)
-
-
-class _TappedEvent(ServerSentEvent):
-    """The SDK's event as a tap makes it, whose JSON msgspec reads into the same values as
-    ``json.loads`` at a fifth of its cost; what msgspec refuses (``NaN``, a lone surrogate,
-    ``1e400``) goes to ``json.loads``, which reads it or fails as the SDK's own event would."""
-
-    def json(self) -> Any:
-        try:
-            return _json_values(self.data)
-        except msgspec.DecodeError:
-            return json.loads(self.data)
-
-
-_json_values = msgspec.json.Decoder().decode
+    bytes once for both. A release without the hooks this needs reads them itself."""
+    make_decoder = getattr(client, "_make_sse_decoder", None)
+    event = getattr(getattr(sdk, "_streaming", None), "ServerSentEvent", None)
+    if make_decoder is not None and event is not None:
+        made = tapped_event(event)
+        client._make_sse_decoder = lambda: TapDecoder(make_decoder(), made)
 
 
 def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[..., Any]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
+from anthropic._streaming import ServerSentEvent as AnthropicEvent
+from anthropic._streaming import SSEDecoder as AnthropicDecoder
 from openai._streaming import ServerSentEvent
 from openai._streaming import SSEDecoder as SDKDecoder
 
 from synthora.models.sse import SDKEvents, SSEDecoder
+from synthora.models.sse_stream import tapped_event
 
 CHUNK = b'{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"hi"}}]}'
 STREAMS = {
@@ -62,19 +66,23 @@ def test_error_event_is_wrapped_as_an_error_object() -> None:
     assert json.loads(payload) == {"error": {"message": "overloaded"}}
 
 
-SDKEventFields = tuple[str | None, str, str | None, int | None]
+SDKS = {"openai": (ServerSentEvent, SDKDecoder), "anthropic": (AnthropicEvent, AnthropicDecoder)}
 
 
-def sdk_events_from_our_blocks(pieces: list[bytes]) -> list[SDKEventFields]:
+def fields(event: Any) -> tuple[Any, ...]:
+    return (event.event, event.data, event.id, event.retry, getattr(event, "raw", None))
+
+
+def sdk_events_from_our_blocks(sdk: str, pieces: list[bytes]) -> list[tuple[Any, ...]]:
     """What an observed client's SDK reads: its events made from the blocks our splitter found."""
-    decoder, events = SSEDecoder(), SDKEvents(ServerSentEvent)
+    decoder, events = SSEDecoder(), SDKEvents(SDKS[sdk][0])
     found = [event for piece in pieces for event in events.of(decoder.blocks(piece), decoder)]
     found += events.at_end(decoder.rest(), decoder)
-    return [(e.event, e.data, e.id, e.retry) for e in found]
+    return [fields(event) for event in found]
 
 
-def sdk_events_of_its_own(pieces: list[bytes]) -> list[SDKEventFields]:
-    return [(e.event, e.data, e.id, e.retry) for e in SDKDecoder().iter_bytes(iter(pieces))]
+def sdk_events_of_its_own(sdk: str, pieces: list[bytes]) -> list[tuple[Any, ...]]:
+    return [fields(event) for event in SDKS[sdk][1]().iter_bytes(iter(pieces))]
 
 
 ODD_STREAMS = {
@@ -90,13 +98,14 @@ ODD_STREAMS = {
 }
 
 
+@pytest.mark.parametrize("sdk", SDKS)
 @pytest.mark.parametrize("name", ODD_STREAMS)
 @pytest.mark.parametrize("split", [None, 1, 5], ids=["whole", "every-byte", "every-5"])
-def test_an_observed_client_reads_the_sdks_own_events(name: str, split: int | None) -> None:
+def test_an_observed_client_reads_the_sdks_own_events(sdk: str, name: str, split: int | None):
     """The events made from our split are the SDK decoder's, field for field, quirks included."""
     data = ODD_STREAMS[name]
     pieces = [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
-    assert sdk_events_from_our_blocks(pieces) == sdk_events_of_its_own(pieces)
+    assert sdk_events_from_our_blocks(sdk, pieces) == sdk_events_of_its_own(sdk, pieces)
 
 
 LINES = [
@@ -118,8 +127,9 @@ LINES = [
 ENDS = [b"\n", b"\r\n", b"\r"]
 
 
+@pytest.mark.parametrize("sdk", SDKS)
 @pytest.mark.parametrize("seed", range(300))
-def test_the_sdks_events_for_any_stream_cut_anywhere(seed: int) -> None:
+def test_the_sdks_events_for_any_stream_cut_anywhere(sdk: str, seed: int) -> None:
     """Random streams of every field kind, line end and blank-line run, cut at random places."""
     rng = random.Random(seed)
     data = b"".join(rng.choice(LINES) + rng.choice(ENDS) for _ in range(rng.randint(1, 30)))
@@ -127,7 +137,7 @@ def test_the_sdks_events_for_any_stream_cut_anywhere(seed: int) -> None:
         data = b"\xef\xbb\xbf" + data
     cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 8))))
     pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    assert sdk_events_from_our_blocks(pieces) == sdk_events_of_its_own(pieces), data
+    assert sdk_events_from_our_blocks(sdk, pieces) == sdk_events_of_its_own(sdk, pieces), data
 
 
 def test_a_line_that_is_not_utf8_fails_after_the_events_before_it() -> None:
@@ -151,9 +161,7 @@ def test_a_line_that_is_not_utf8_fails_after_the_events_before_it() -> None:
 def test_an_observed_clients_events_read_their_json_as_the_sdks_do(data: str) -> None:
     """The tap's events read JSON with msgspec, falling back to ``json.loads`` where it refuses:
     the same values, or the same error, as the SDK's own event."""
-    from synthora.observed import _TappedEvent  # noqa: PLC0415 - the one private under test
-
-    theirs, ours = ServerSentEvent(data=data), _TappedEvent(data=data)
+    theirs, ours = ServerSentEvent(data=data), tapped_event(ServerSentEvent)(data=data)
     try:
         expected = theirs.json()
     except json.JSONDecodeError:

@@ -15,6 +15,8 @@ specification and the SDK's own decoder do.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
@@ -129,9 +131,11 @@ def _parse_block(block: bytes) -> bytes | None:
 
 
 class SDKEvents(Generic[SDKEvent]):
-    """The events the ``openai`` SDK's own decoder finds in the same bytes, as its own objects,
-    made from the blocks `SSEDecoder` split; so an observed client's stream is split once, here,
-    for both the SDK and the run (the SDK's line-by-line decoder costs ~5 µs an event).
+    """The events an SDK's own decoder finds in the same bytes, as its own objects, made from the
+    blocks `SSEDecoder` split; so an observed client's stream is split once, here, for both the
+    SDK and the run (the SDK's line-by-line decoder costs ~5 µs an event). The ``openai`` and
+    ``anthropic`` decoders share their rules; anthropic's events also keep their lines (``raw``:
+    every line since the last blank one, comments and unknown fields included).
 
     Its rules, not the SSE specification's where they differ, since the caller must get what the
     SDK would give: a leading byte-order mark is part of the first field's name (so that field
@@ -140,10 +144,11 @@ class SDKEvents(Generic[SDKEvent]):
     not UTF-8 raises `UnicodeDecodeError`.
     """
 
-    __slots__ = ("_bom", "_last_id", "_make")
+    __slots__ = ("_bom", "_last_id", "_make", "_raw")
 
     def __init__(self, make: Callable[..., SDKEvent]) -> None:
         self._make = make  # the SDK's ServerSentEvent
+        self._raw = _keeps_lines(make)
         self._last_id: str | None = None
         self._bom: bool | None = None  # whether to prefix the first block with one; unknown yet
 
@@ -153,10 +158,13 @@ class SDKEvents(Generic[SDKEvent]):
         if self._bom is None and blocks:
             blocks = [self._first(blocks[0], decoder), *blocks[1:]]
         for block in blocks:
-            if block.startswith(_FAST_PREFIX) and b"\n" not in block:
-                yield self._make(data=block[6:].decode(), id=self._last_id)
-            else:
+            if not block.startswith(_FAST_PREFIX) or b"\n" in block:
                 yield from self._parse((*block.split(b"\n"), b""))  # with its ending blank line
+            elif self._raw:
+                line = block.decode()
+                yield self._make(data=line[6:], id=self._last_id, raw=[line])
+            else:
+                yield self._make(data=block[6:].decode(), id=self._last_id)
 
     def at_end(self, rest: bytes, decoder: SSEDecoder) -> Iterator[SDKEvent]:
         """The SDK's events in `rest` (`SSEDecoder.rest`): its whole lines, its last line not
@@ -173,15 +181,18 @@ class SDKEvents(Generic[SDKEvent]):
         event: str | None = None
         data: list[str] = []
         retry: int | None = None
+        kept: list[str] = []
         for raw in lines:
             line = raw.decode()  # line by line, as the SDK decodes
             if not line:
                 if event or data or self._last_id or retry is not None:
+                    fields = {"raw": kept} if self._raw else {}
                     yield self._make(
-                        event=event, data="\n".join(data), id=self._last_id, retry=retry
+                        event=event, data="\n".join(data), id=self._last_id, retry=retry, **fields
                     )
-                event, data, retry = None, [], None
+                event, data, retry, kept = None, [], None, []
                 continue
+            kept.append(line)
             if line[:1] == ":":
                 continue
             name, _, value = line.partition(":")
@@ -197,3 +208,9 @@ class SDKEvents(Generic[SDKEvent]):
             elif name == "retry":
                 with contextlib.suppress(ValueError):  # the SDK's int(), not the spec's digits
                     retry = int(value)
+
+
+@functools.cache
+def _keeps_lines(make: Callable[..., object]) -> bool:
+    """Whether an SDK's event class keeps the lines it was decoded from (anthropic's does)."""
+    return "raw" in inspect.signature(make).parameters

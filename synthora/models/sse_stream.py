@@ -15,11 +15,12 @@ is never sniffed, so a stream costs nothing more; an unlabelled one is told by i
 
 An observed client's stream (`synthora.observe`) is read by its SDK, not by a source: a
 `ResponseTap` decodes the same bytes with the same states as the SDK pulls them, and hands an
-``openai`` SDK its server-sent events from the same split (`TapDecoder`).
+SDK its server-sent events from the same split (`TapDecoder`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
@@ -30,6 +31,7 @@ from typing import Any, NoReturn, Protocol
 
 import anyio
 import httpx2
+import msgspec
 
 from synthora.errors import ResponseError
 from synthora.events import Event
@@ -57,6 +59,7 @@ __all__ = [
     "TapDecoder",
     "sdk_error",
     "sdk_reply",
+    "tapped_event",
     "unreadable_reply",
 ]
 
@@ -416,7 +419,7 @@ class AsyncTappedReads(AsyncIterator[bytes]):
 
 
 class TapDecoder:
-    """An observed ``openai`` client's SSE decoder (what its ``_make_sse_decoder`` makes): the
+    """An observed client's SSE decoder (what its ``_make_sse_decoder`` makes): the
     events of a tapped body come from the tap, split once for the SDK and the run; any other
     body's from the SDK's own decoder."""
 
@@ -436,6 +439,24 @@ class TapDecoder:
             return iterator.server_sent_events(SDKEvents(self._make))
         events: AsyncIterator[Any] = self._own.aiter_bytes(iterator)
         return events
+
+
+@functools.cache
+def tapped_event(sdk_event: type[Any]) -> type[Any]:
+    """The SDK's event class as a tap makes its events: their JSON msgspec reads into the same
+    values as ``json.loads`` at a fifth of its cost; what msgspec refuses (``NaN``, a lone
+    surrogate, ``1e400``) goes to ``json.loads``, which reads it or fails as the SDK's would."""
+
+    def json_values(event: Any) -> Any:
+        try:
+            return _json_values(event.data)
+        except msgspec.DecodeError:
+            return json.loads(event.data)
+
+    return type(sdk_event.__name__, (sdk_event,), {"json": json_values})
+
+
+_json_values = msgspec.json.Decoder().decode
 
 
 async def _once(delta: ModelDelta) -> AsyncIterator[ModelDelta]:
