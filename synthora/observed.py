@@ -346,12 +346,17 @@ def _install(client: Any, observer: _Observer) -> None:
 
 def _read_events_off_taps(client: Any, sdk: Any) -> None:
     """Have the SDK take a tapped stream's events from the tap (`TapDecoder`), which splits the
-    bytes once for both. A release without the hooks this needs reads them itself."""
+    bytes once for both. A client with a decoder of its own (a cloud's binary event stream), or
+    a release without these hooks, reads its events itself."""
+    streaming = getattr(sdk, "_streaming", None)
+    event = getattr(streaming, "ServerSentEvent", None)
     make_decoder = getattr(client, "_make_sse_decoder", None)
-    event = getattr(getattr(sdk, "_streaming", None), "ServerSentEvent", None)
-    if make_decoder is not None and event is not None:
-        made = tapped_event(event)
-        client._make_sse_decoder = lambda: TapDecoder(make_decoder(), made)
+    if event is None or make_decoder is None:
+        return
+    if type(make_decoder()) is not getattr(streaming, "SSEDecoder", None):
+        return
+    made = tapped_event(event)
+    client._make_sse_decoder = lambda: TapDecoder(make_decoder(), made)
 
 
 def _sync_request(send: Callable[..., Any], observer: _Observer) -> Callable[..., Any]:

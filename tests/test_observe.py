@@ -22,6 +22,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from openai._streaming import SSEDecoder
 from test_retries import run_once
 from test_telemetry import Tracing, receiver  # noqa: F401 - a fixture
 
@@ -305,6 +306,30 @@ async def test_an_observed_anthropic_client_counts_its_attempts(server, model, s
     assert {tuple(a.status_code for a in end.failed_attempts) for end in runs} == {(529, 529)}
     for made in (client, other):
         await close(made)
+
+
+def test_a_client_with_its_own_event_decoder_keeps_it(server, model):
+    """A client class that decodes its streams itself (as a cloud's binary event stream does)
+    keeps its decoder when observed; the run is still read off the same bytes."""
+    used = []
+
+    class OwnDecoder(SSEDecoder):
+        def iter_bytes(self, iterator: Any) -> Any:
+            used.append(self)
+            return super().iter_bytes(iterator)
+
+    class OwnClient(openai.OpenAI):
+        def _make_sse_decoder(self) -> Any:
+            return OwnDecoder()
+
+    client = synthora.observe(OwnClient(api_key=API_KEY, base_url=server.base_url), source=AGENT)
+    server.behave(model, Behaviour(tokens=("own", " decoder")))
+    with capture_events() as events:
+        text = "".join(chat_piece(chunk) for chunk in chat(client, model, stream=True))
+    assert (text, len(used)) == ("own decoder", 1)
+    assert [e.kind for e in events] == ["start", "token", "token", "end"]
+    assert events[-1].output.text == "own decoder"
+    client.close()
 
 
 def test_a_broken_stream_fails_the_run_with_its_partial_output(observed, model, events):
