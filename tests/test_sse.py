@@ -13,7 +13,7 @@ from anthropic._streaming import SSEDecoder as AnthropicDecoder
 from openai._streaming import ServerSentEvent
 from openai._streaming import SSEDecoder as SDKDecoder
 
-from synthora.models.sse import SDKEvents, SSEDecoder
+from synthora.models.sse import SDKEvents, SSEDecoder, unended_payloads
 from synthora.models.sse_stream import tapped_event
 
 CHUNK = b'{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"hi"}}]}'
@@ -33,7 +33,7 @@ STREAMS = {
 def ours(pieces: list[bytes]) -> list[bytes]:
     decoder = SSEDecoder()
     payloads = [p for piece in pieces for p in decoder.feed(piece)]
-    return payloads + decoder.flush()
+    return payloads + unended_payloads(decoder.rest())
 
 
 def sdks(pieces: list[bytes]) -> list[bytes]:

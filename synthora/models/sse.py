@@ -74,10 +74,6 @@ class SSEDecoder:
             pending.append(rest)
         return blocks
 
-    def flush(self) -> list[bytes]:
-        """At the end of the stream: a complete last event that no blank line followed."""
-        return unended_payloads(self.rest())
-
     def rest(self) -> bytes:
         """At the end of the stream: what no blank line ended (taken, so only once)."""
         rest = b"".join(self._pending)

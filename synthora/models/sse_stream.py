@@ -242,7 +242,7 @@ class _ResponseTap(StreamCore):
     end), fails with the transport's error, or, when the SDK closes the response first (the
     caller left), ends ``interrupted`` — exactly once, as every stream wrapper does.
 
-    An ``openai`` client's SDK reads the body's events through `TapDecoder`, which takes them
+    An observed client's SDK reads the body's events through `TapDecoder`, which takes them
     from the tap (`SDKEvents`) instead of splitting the same bytes a second time.
     """
 
