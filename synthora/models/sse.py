@@ -10,6 +10,8 @@ lines (an error, not an unknown field to ignore). At the end of the stream, a la
 lines are complete but which lacks the closing blank line is still delivered (some servers end
 that way, often with the usage chunk); a last line cut off mid-way is dropped, as the SSE
 specification and the SDK's own decoder do.
+
+An observed client's SDK reads its events from the same split (`SDKEvents`), by the SDK's rules.
 """
 
 from __future__ import annotations
