@@ -108,9 +108,10 @@ class _Receivers:
         if len(self._entries) >= self._MAX_ENTRIES:
             self._entries = {}
         live = list(self._signal.receivers_for(sender))
-        held = tuple(
-            receiver for receiver in self._signal.receivers.values() if _resolve(receiver) in live
-        )
+        # a copy, taken in one step: another thread may connect a receiver, or blinker drop one
+        # that died, while the comparisons below run
+        connected = self._signal.receivers.copy().values()
+        held = tuple(receiver for receiver in connected if _resolve(receiver) in live)
         entry = (self._reference(sender), held)
         self._entries[id(sender)] = entry
         return entry

@@ -87,3 +87,41 @@ def test_remembered_receivers_belong_to_one_object():
     finally:
         bus.on_start.disconnect(receiver, sender=sender)
     assert heard == [sender]
+
+
+def test_receivers_changing_while_the_bus_looks_them_up_break_nothing():
+    """Another thread may connect a receiver, or blinker drop one that died, at any moment,
+    also while the bus works out who listens to a new sender: the event still goes out."""
+    heard = []
+
+    def late(sender, **_):
+        heard.append("late")
+
+    class Meddling:
+        """A receiver whose comparison, made during that lookup, connects another meanwhile."""
+
+        def __call__(self, sender, **_):
+            heard.append("meddling")
+
+        connected = False
+
+        def __eq__(self, other):
+            if not self.connected:
+                self.connected = True
+                bus.on_start.connect(late, sender=late, weak=False)
+            return self is other
+
+        __hash__ = object.__hash__
+
+    def other(sender, **_):
+        heard.append("other")
+
+    meddling = Meddling()
+    bus.on_start.connect(meddling, weak=False)
+    bus.on_start.connect(other, weak=False)
+    try:
+        bus.dispatch(bus.on_start, object(), event=start_event())
+    finally:
+        for receiver in (meddling, other, late):
+            bus.on_start.disconnect(receiver)
+    assert heard == ["meddling", "other"]
