@@ -3,16 +3,19 @@
 usage: python bench/durable_log.py [--runs 200] [--rounds 7] [--threads 8] [--postgres URL]
        [--json FILE]
 
-A run with the log attached returns only once its events are committed (or spooled), so every
-short run pays a commit. The server runs in a separate process with zero delay (a 5-token reply),
+A run with the log attached returns only once its events are durable: committed, or on SQLite
+journaled and committed with others a moment later (or spooled), so every short run pays for
+that. The server runs in a separate process with zero delay (a 5-token reply),
 so the difference is the log's own cost. Every round runs each contender in turn (no log, the
 SQLite log, and the PostgreSQL log, in a schema of its own, when `--postgres` answers), so
 machine noise hits them alike:
 
 * single thread: the median µs of one run; the fixed cost is the median with the log minus the
-  median without it, measured in this same run;
+  median without it, measured in this same run (the log is flushed, untimed, before the next
+  contender, so none of its work spills over);
 * `--threads` threads making short runs at once: runs per second, and the ratio with the log
-  attached to without it (concurrent closing runs share one commit).
+  attached to without it (concurrent closing runs share one commit), the log's final flush
+  counted in its time.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ def single_thread(backend: OpenAIChatBackend, runs: int) -> list[float]:
     return samples
 
 
-def threaded(backends: list[OpenAIChatBackend], runs: int) -> float:
-    """Runs per second with one thread per backend, each making `runs` runs."""
+def threaded(backends: list[OpenAIChatBackend], runs: int, settle: Callable[[], object]) -> float:
+    """Runs per second with one thread per backend, each making `runs` runs; the time ends
+    once `settle` returns (the log's flush: what its writer left for later counts too)."""
     start = threading.Barrier(len(backends) + 1)
 
     def work(backend: OpenAIChatBackend) -> None:
@@ -63,6 +67,7 @@ def threaded(backends: list[OpenAIChatBackend], runs: int) -> float:
     began = time.perf_counter()
     for thread in threads:
         thread.join()
+    settle()
     return len(backends) * runs / (time.perf_counter() - began)
 
 
@@ -88,17 +93,20 @@ def main() -> int:
                 OpenAIChatBackend.default("bench", agent, api_key="bench", base_url=base_url)
                 for _ in range(args.threads)
             ]
-            contenders: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
+            contenders: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
                 ("no log", lambda: None, lambda: None),
                 *((name, log.attach, log.detach) for name, log in logs.items()),
             ]
+            settles: dict[str, Callable[[], object]] = {n: log.flush for n, log in logs.items()}
             single: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
             rates: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
             for round_ in range(args.rounds + 1):  # the first round warms up
                 for name, attach, detach in contenders:
                     attach()
                     one = single_thread(backends[0], args.runs)
-                    many = threaded(backends, max(1, args.runs // args.threads))
+                    settle = settles.get(name, lambda: None)
+                    settle()
+                    many = threaded(backends, max(1, args.runs // args.threads), settle)
                     detach()
                     if round_:
                         single[name] += one

@@ -24,11 +24,12 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, assert_never
 
 from blinker import ANY
-from sqlalchemy import Select, delete, exc, func, or_, select
+from sqlalchemy import Select, delete, exc, func, make_url, or_, select
 
 from synthora import bus
 from synthora.events import (
@@ -47,10 +48,11 @@ from synthora.storage.codec import RunRows, batch_rows, events_from_row, without
 from synthora.storage.diff import RunDiff, RunTree, compare
 from synthora.storage.engines import Durability, make_engines, safe_url
 from synthora.storage.errors import RunNotFoundError, StorageError, UnstorableEventsError
+from synthora.storage.journal import Journal
 from synthora.storage.migrate import upgrade
 from synthora.storage.projections import RunSummary, Transcript
 from synthora.storage.schema import events, runs
-from synthora.storage.spool import Spool, default_spool_path
+from synthora.storage.spool import Spool, database_identity, default_spool_path
 from synthora.storage.statements import WriteStatements
 from synthora.storage.writer import LogHealth, OnFull, Writer
 
@@ -131,10 +133,12 @@ class EventLog:
             max_queue=max_queue,
             on_full=on_full,
             spool=None if spool is False else Spool(spool, durability),
+            journal=_journal_for(self.url, durability, spool),
         )
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._attached: list[Any] = []  # the senders whose runs are stored (ANY: every run)
         self._closed = False
+        self._database = database_identity(self.url)
         _open_logs.add(self)
 
     def __repr__(self) -> str:
@@ -234,7 +238,9 @@ class EventLog:
         return self._writer.dropped
 
     def health(self) -> LogHealth:
-        """How the writer is doing: alive, queued, spooled, stored, set aside, failed commits."""
+        """How the writer is doing: alive, queued, spooled, stored, set aside, failed commits
+        (once what runs journaled is committed, as before a read)."""
+        _commit_journaled(self._database)
         return self._writer.health()
 
     def _prepare(self, event: Event) -> Event | None:
@@ -516,6 +522,7 @@ class EventLog:
         return [RunSummary(**row) for row in self._stream(query)]
 
     def _stream(self, query: Select[Any]) -> Iterator[dict[str, Any]]:
+        _commit_journaled(self._database)
         try:
             with self._reader_engine.connect() as connection:
                 result = connection.execution_options(yield_per=_READ_BUFFER).execute(query)
@@ -545,6 +552,29 @@ def _reason(error: Exception) -> str:
 
 
 _open_logs: weakref.WeakSet[EventLog] = weakref.WeakSet()
+_READ_WAIT_S = 5.0
+"""How long a read waits for journaled runs to be committed (the database may be locked)."""
+
+
+def _journal_for(
+    url: str, durability: Durability, spool: str | os.PathLike[str] | Literal[False]
+) -> Journal | None:
+    """A journal beside the spool, for a SQLite file at the default durability: there a
+    journaled run is exactly as durable as a committed one (`synthora.storage.journal`)."""
+    parsed = make_url(url)
+    if spool is False or durability != "normal" or parsed.get_backend_name() != "sqlite":
+        return None
+    if parsed.database in (None, "", ":memory:"):
+        return None
+    return Journal(Path(spool))
+
+
+def _commit_journaled(database: str) -> None:
+    """Before a read: commit the runs that any log of this process has journaled for the same
+    database, so a run is readable once its ``run()`` has returned."""
+    for log in list(_open_logs):
+        if log._database == database and log._writer.journaled():
+            log._writer.flush(_READ_WAIT_S)
 
 
 @atexit.register

@@ -32,11 +32,20 @@ from sqlalchemy import make_url
 from synthora.storage.codec import RunRows, json_serializer
 from synthora.storage.engines import Durability, safe_url
 
-__all__ = ["Forwarded", "Spool", "default_spool_path"]
+__all__ = ["Forwarded", "Spool", "database_identity", "default_spool_path"]
 
 _to_json = json_serializer("sqlite")
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(RunRows).decode
+
+
+def database_identity(url: str) -> str:
+    """The database `url` names, the same however it is spelled: a SQLite path made absolute,
+    the password left out."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
+    return safe_url(parsed)
 
 
 def default_spool_path(url: str) -> Path:
@@ -47,10 +56,7 @@ def default_spool_path(url: str) -> Path:
     else ``~/.cache/synthora/spool``: a fixed place, so a process started elsewhere still finds
     what an earlier one spooled.
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
-    digest = hashlib.sha256(safe_url(parsed).encode()).hexdigest()[:20]
+    digest = hashlib.sha256(database_identity(url).encode()).hexdigest()[:20]
     folder = os.environ.get("SYNTHORA_SPOOL_DIR")
     if not folder:
         cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

@@ -7,12 +7,16 @@ one group, turns it into rows (`synthora.storage.codec`) and commits them in one
 run carries a `concurrent.futures.Future`, resolved once the group holding it is durable: the
 barrier ``run()`` waits on. The queue is FIFO, so everything earlier of that run is durable too.
 
-On SQLite, a closing caller that finds the log idle commits its group itself, once, on its own
-connection (the *leader* of a group commit): it has to wait for that commit anyway, and doing it
-on its own thread saves two thread hand-offs (~60 µs each on a 2-core machine, more when the
-writer's core has gone idle). Anything unusual (the file locked by another process, any error,
-an interrupt) puts the group back at the head of the queue for the writer thread, which owns
-every policy below; a caller never waits on a server's network this way, nor on an event loop.
+On SQLite, a closing caller journals its group (`synthora.storage.journal`: one local ``write``,
+durable as a commit is) and returns; the writer thread commits every journaled group of a round
+in one transaction, before anything queued after them. Without a journal (``spool=False``,
+``durability="full"``), a closing caller that finds the log idle commits its group itself, once,
+on its own connection (the *leader* of a group commit): it has to wait for that commit anyway,
+and doing it on its own thread saves two thread hand-offs (~60 µs each on a 2-core machine).
+Anything unusual (an event the journal cannot encode, the file locked by another process, any
+error, an interrupt) puts the group back at the head of the queue for the writer thread, which
+owns every policy below; a caller never waits on a server's network this way, nor on an event
+loop. PostgreSQL is always committed by the writer thread.
 
 What can go wrong is contained to the smallest unit, and the writer thread never dies of it:
 
@@ -49,6 +53,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from synthora.events import Event
 from synthora.storage.codec import RunRows, Unstorable, batch_rows, without_content
 from synthora.storage.engines import safe_url
+from synthora.storage.journal import Journal, Segment, orphaned_groups
 from synthora.storage.spool import Spool
 from synthora.storage.statements import WriteStatements
 
@@ -71,8 +76,10 @@ _UNSPOOLABLE = (OverflowError, TypeError, ValueError, msgspec.EncodeError)
 class LogHealth(msgspec.Struct, frozen=True, kw_only=True):
     """How an `EventLog`'s writer is doing, since the log was opened.
 
-    ``queued`` counts the events in memory (waiting, or being retried), ``spooled`` the events
-    waiting in the spool file (every process's), ``stored`` the events this log committed to
+    ``queued`` counts the events in memory (waiting, or being retried), ``journaled`` the
+    events journaled by their runs and not yet committed (durable already; `EventLog.health`
+    commits them first), ``spooled`` the events waiting in the spool file (every process's),
+    ``stored`` the events this log committed to
     the database, ``set_aside`` the events it could not store in any form, ``dropped`` those a
     full queue dropped (``on_full="drop"``), ``filtered`` those a redact hook dropped by
     returning None, ``hook_failures`` the redact hook's failures.
@@ -80,6 +87,7 @@ class LogHealth(msgspec.Struct, frozen=True, kw_only=True):
 
     writer_alive: bool
     queued: int
+    journaled: int = 0
     spooled: int
     stored: int
     set_aside: int
@@ -127,6 +135,7 @@ class Writer:
         max_queue: int,
         on_full: OnFull,
         spool: Spool | None,
+        journal: Journal | None = None,
     ) -> None:
         self._engine = engine
         self._statements = statements
@@ -137,6 +146,7 @@ class Writer:
         self._on_full = on_full
         self._spool = spool
         self._leads = statements.dialect == "sqlite"
+        self._journal = journal
         dbapi = engine.dialect.loaded_dbapi
         self._unreachable_errors: tuple[type[BaseException], ...] = (
             exc.OperationalError,
@@ -155,12 +165,17 @@ class Writer:
         self.last_error: str | None = None
         self._warned: set[tuple[str, str]] = set()
         self._reset()
+        if journal is not None:
+            self._commit_orphans(journal)
         if spool is not None and spool.pending():
             self._spooling = True  # left by an earlier process: forward it now
             self._start()
 
     def _reset(self) -> None:
         self._queue: deque[_Item | _Flush] = deque()
+        self._journaled: list[_Group] = []  # journaled by their callers, to commit
+        self._segments: list[Segment] = []  # cut from the journal, holding groups above
+        self._taking = threading.Lock()  # whoever takes from the queue, in FIFO order
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._stop = threading.Event()
@@ -191,9 +206,13 @@ class Writer:
         self._queue.append((event, future))
         if self._thread is None:
             self._start()
-        if not self._lead():
+        if not (self._journal_queued() if self._journal is not None else self._lead()):
             self._wake.set()
         return future
+
+    def journaled(self) -> bool:
+        """Whether groups wait in the journal for their commit (a read commits them first)."""
+        return bool(self._journaled)
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything enqueued so far is in the database (not merely spooled);
@@ -224,15 +243,20 @@ class Writer:
 
     def forget_after_fork(self) -> None:
         """In a forked child: a fresh queue and no thread; the parent's events stay the parent's."""
+        for segment in self._segments:
+            segment.forget()
         self._reset()
         if self._spool is not None:
             self._spool.forget()
+        if self._journal is not None:
+            self._journal.forget()
 
     def health(self) -> LogHealth:
         thread = self._thread
         return LogHealth(
             writer_alive=not self._stop.is_set() and (thread is None or thread.is_alive()),
             queued=self._in_memory(),
+            journaled=sum(len(group.events) for group in list(self._journaled)),
             spooled=self._spool.pending() if self._spool is not None else 0,
             stored=self.stored,
             set_aside=self.set_aside,
@@ -264,6 +288,33 @@ class Writer:
                     target=self._loop, name="synthora-event-log-writer", daemon=True
                 )
                 self._thread.start()
+
+    def _journal_queued(self) -> bool:
+        """Journal the queued group on this thread (`synthora.storage.journal`): True if it
+        did, its barriers resolved, or if the writer thread took it first. Anything unusual (an
+        event the journal cannot encode, a file it cannot write) leaves it to the writer."""
+        if self._spooling or self._stop.is_set() or len(self._queue) > _LEADER_MAX_EVENTS:
+            return False
+        journal = self._journal
+        assert journal is not None
+        with self._taking:
+            batch = self._take(len(self._queue))
+            if not batch:
+                return True
+            try:
+                group = self._group(batch)
+                journal.append(group.events)
+            except BaseException as error:
+                self._queue.extendleft(reversed(batch))
+                if isinstance(error, OSError):
+                    self._warn_once("the journal cannot be written; runs wait for commits", error)
+                if isinstance(error, Exception):
+                    return False
+                raise
+            self._journaled.append(group)
+        _resolve(group.barriers)
+        group.barriers = []
+        return True
 
     def _lead(self) -> bool:
         """Commit the queued group on this thread if the log is idle; True if it did or the
@@ -327,7 +378,7 @@ class Writer:
                 self._round()
             except BaseException as error:  # a fault of ours, or a hook's, must not end the log
                 self._warn_once("the event-log writer failed and goes on", error)
-            if self._stop.is_set() and not self._queue:
+            if self._stop.is_set() and not self._queue and not self._journaled:
                 with self._committing:
                     self._release()
                 return
@@ -336,11 +387,16 @@ class Writer:
         """Commit what was queued when the round began; what arrives meanwhile waits for the
         next wake, so a stream's tokens gather into a few packed rows, not one row a commit."""
         with self._committing:
-            left = len(self._queue)
-            while left > 0:
-                batch = self._take(min(left, self._batch_size))
-                left -= len(batch)
-                self._commit(batch)
+            with self._taking:
+                journaled, self._journaled = self._journaled, []
+                segments, self._segments = self._segments, []
+                if self._journal is not None and (cut := self._journal.cut()) is not None:
+                    segments.append(cut)
+                left = self._take(len(self._queue))
+            if journaled:
+                self._commit_journaled(journaled, segments)
+            for start in range(0, len(left), self._batch_size):
+                self._commit(left[start : start + self._batch_size])
             if self._spooling and time.monotonic() >= self._retry_at:
                 self._drain()
             self._release_flushes()
@@ -358,6 +414,43 @@ class Writer:
         rows = batch_rows(group.events)
         self._store(rows)
         self._settle(group, rows)
+
+    def _commit_journaled(self, groups: list[_Group], segments: list[Segment]) -> None:
+        """Commit groups their callers journaled, as one transaction, then drop the segments
+        holding them. Each group is made into rows on its own, as `_commit_orphans` makes them,
+        so that whoever commits a group stores the same rows (the writes are idempotent on
+        them). Should the commit itself fail, the groups wait for the next round."""
+        try:
+            rows = _rows_of([group.events for group in groups])
+            stored = self._store(rows)
+        except BaseException:
+            with self._taking:
+                self._journaled[:0] = groups
+                self._segments[:0] = segments
+            raise
+        for segment in segments:
+            if stored:
+                segment.discard()
+            else:
+                segment.close()  # kept for the next log of this database to commit
+        merged = _Group(
+            flushes=[future for group in groups for future in group.flushes],
+            filtered=sum(group.filtered for group in groups),
+            hook_errors=[error for group in groups for error in group.hook_errors],
+        )
+        self._settle(merged, rows)
+
+    def _commit_orphans(self, journal: Journal) -> None:
+        """Commit what processes that died left journaled, before this log's first event."""
+        for path, groups in orphaned_groups(journal.prefix):
+            rows = _rows_of(groups)
+            if self._store(rows):
+                path.unlink(missing_ok=True)
+                logger.warning(
+                    "synthora: committed %d events a process left journaled in %s",
+                    rows.count,
+                    path,
+                )
 
     def _group(self, batch: list[_Item | _Flush]) -> _Group:
         """The batch's events as they are to be stored; counts nothing yet (a leader's group
@@ -412,22 +505,22 @@ class Writer:
                 f" (first seen: event {found.event.seq} of run {found.event.run_id})",
             )
 
-    def _store(self, rows: RunRows) -> None:
+    def _store(self, rows: RunRows) -> bool:
         """Make `rows` durable: in the database, else in the spool. If neither can be written
-        they wait here, retried with backoff, until one can or the log is closed."""
+        they wait here, retried with backoff, until one can or the log is closed (False)."""
         delay = _FIRST_BACKOFF_S
         try:
             while True:
                 if self._spooling and time.monotonic() >= self._retry_at:
                     self._drain()
                 if not self._spooling and self._write_isolating(rows):
-                    return
+                    return True
                 if self._spool_append(rows):
-                    return
+                    return True
                 self._retrying = rows.count
                 if self._stop.wait(delay):
                     self._abandoned += rows.count
-                    return
+                    return False
                 delay = min(delay * 2, _MAX_BACKOFF_S)
         finally:
             self._retrying = 0
@@ -543,6 +636,11 @@ class Writer:
             raise _Unreachable
 
     def _release(self) -> None:
+        if self._journal is not None:  # left only if groups could not be committed: kept
+            cut = self._journal.cut()
+            for segment in [*self._segments, *([cut] if cut is not None else [])]:
+                segment.close()
+            self._segments = []
         for connection in (self._connection, self._leader_connection):
             if connection is not None:
                 connection.close()
@@ -561,6 +659,19 @@ class Writer:
             self._warned.add(key)
         trace = None if isinstance(error, str) else error
         logger.warning("synthora: %s%s: %s", what, where, reason, exc_info=trace)
+
+
+def _rows_of(groups: list[list[Event]]) -> RunRows:
+    """The rows of several groups, each made on its own (see `Writer._commit_journaled`)."""
+    rows = RunRows(events=[], started=[], ended=[], count=0, unstorable=[])
+    for events in groups:
+        made = batch_rows(events)
+        rows.events += made.events
+        rows.started += made.started
+        rows.ended += made.ended
+        rows.count += made.count
+        rows.unstorable += made.unstorable
+    return rows
 
 
 def _resolve(futures: list[concurrent.futures.Future[None]]) -> None:

@@ -14,6 +14,7 @@ from tcp_proxy import TCPProxy
 
 from synthora.events import EndEvent, TokenEvent
 from synthora.storage import EventLog
+from synthora.storage.spool import default_spool_path
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
 
@@ -81,6 +82,24 @@ def test_killed_mid_stream(log_url, server):
         assert cut.status == "running"
         assert cut.ended_at is None
         assert next(log.events(in_flight)).kind == "start"
+
+
+def test_runs_a_killed_process_journaled_are_committed_by_the_next(log_url, server):
+    """SIGKILL right after runs returned, before the writer committed them (on SQLite their
+    groups are only journaled then): the next log of the database stores each exactly once."""
+    finished: list[str] = []
+    with worker("journaled", log_url, server.base_url, 3) as child:
+        assert child.stdout is not None
+        finished = [child.stdout.readline().split()[1] for _ in range(3)]
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    spool = default_spool_path(log_url)
+    with EventLog(log_url) as log:
+        for run_id in finished:
+            assert log.run(run_id).status == "ok"
+            assert_complete(log, run_id)
+        assert sorted(s.run_id for s in log.runs()) == sorted(finished)
+    assert list(spool.parent.glob(f"{spool.name}.*.journal")) == []
 
 
 def test_stream_abandoned_at_exit_is_stored_as_interrupted(log_url, server):

@@ -17,6 +17,7 @@ import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -32,7 +33,7 @@ from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.storage import EventLog
 from synthora.storage.codec import batch_rows
 from synthora.storage.engines import safe_url
-from synthora.storage.spool import Spool
+from synthora.storage.spool import Spool, default_spool_path
 from synthora.storage.statements import WriteStatements
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
@@ -210,6 +211,33 @@ def test_idle_writer_commits_a_closing_run_at_once(log_url, make_backend):
         assert list(log.events(captured[0].run_id)) == captured
 
 
+def journals(spool: Path) -> list[Path]:
+    """The journal segments of the log whose spool is `spool`."""
+    return list(spool.parent.glob(f"{spool.name}.*.journal"))
+
+
+def test_a_journaled_run_is_readable_from_any_log_of_the_process(tmp_path, make_backend):
+    """On SQLite a closing run is journaled, and committed with others in the writer's next
+    round: it is not in the database file yet when run() returns, but any log of this process
+    reading that database commits it first, and the journal is then gone."""
+    path = tmp_path / "journaled.db"
+    spool = default_spool_path(f"sqlite:///{path}")
+    with EventLog(f"sqlite:///{path}", flush_interval=3600) as log:
+        log.attach()
+        with capture_events() as captured:
+            make_backend().run("journaled")
+        run_id = captured[0].run_id
+        with sqlite3.connect(path) as raw:
+            in_file = raw.execute("SELECT count(*) FROM synthora_events").fetchone()[0]
+        assert (in_file, log._writer.health().journaled) == (0, len(captured))
+        assert [p.stat().st_size > 0 for p in journals(spool)] == [True]
+        with EventLog(f"sqlite:///{tmp_path / '.' / 'journaled.db'}") as other:
+            assert [s.run_id for s in other.runs()] == [run_id]
+        assert list(log.events(run_id)) == captured
+        assert log.health().journaled == 0
+    assert journals(spool) == []
+
+
 # -- a database that cannot be reached ---------------------------------------------------------
 
 
@@ -344,7 +372,8 @@ def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch)
         write(self, connection, rows)
 
     monkeypatch.setattr(WriteStatements, "write", interrupt_once)
-    with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=5) as log:
+    url = f"sqlite:///{tmp_path / 'kb.db'}"
+    with EventLog(url, flush_interval=5, spool=False) as log:  # no spool, so no journal
         log.attach()
         for run_id in ("other", "me"):
             emit(StartEvent(run_id=run_id, seq=0, ts=1, node=NODE, operation="chat"))
