@@ -174,6 +174,7 @@ class Writer:
     def _reset(self) -> None:
         self._queue: deque[_Item | _Flush] = deque()
         self._journaled: list[_Group] = []  # journaled by their callers, to commit
+        self._journaled_events = 0
         self._segments: list[Segment] = []  # cut from the journal, holding groups above
         self._taking = threading.Lock()  # whoever takes from the queue, in FIFO order
         self._wake = threading.Event()
@@ -256,7 +257,7 @@ class Writer:
         return LogHealth(
             writer_alive=not self._stop.is_set() and (thread is None or thread.is_alive()),
             queued=self._in_memory(),
-            journaled=sum(len(group.events) for group in list(self._journaled)),
+            journaled=self._journaled_events,
             spooled=self._spool.pending() if self._spool is not None else 0,
             stored=self.stored,
             set_aside=self.set_aside,
@@ -295,6 +296,8 @@ class Writer:
         event the journal cannot encode, a file it cannot write) leaves it to the writer."""
         if self._spooling or self._stop.is_set() or len(self._queue) > _LEADER_MAX_EVENTS:
             return False
+        if self._journaled_events > self._max_queue:
+            return False  # the writer is behind: wait for it, as a full queue would
         journal = self._journal
         assert journal is not None
         with self._taking:
@@ -312,6 +315,7 @@ class Writer:
                     return False
                 raise
             self._journaled.append(group)
+            self._journaled_events += len(group.events)
         _resolve(group.barriers)
         group.barriers = []
         return True
@@ -389,12 +393,13 @@ class Writer:
         with self._committing:
             with self._taking:
                 journaled, self._journaled = self._journaled, []
+                counted, self._journaled_events = self._journaled_events, 0
                 segments, self._segments = self._segments, []
                 if self._journal is not None and (cut := self._journal.cut()) is not None:
                     segments.append(cut)
                 left = self._take(len(self._queue))
             if journaled:
-                self._commit_journaled(journaled, segments)
+                self._commit_journaled(journaled, segments, counted)
             for start in range(0, len(left), self._batch_size):
                 self._commit(left[start : start + self._batch_size])
             if self._spooling and time.monotonic() >= self._retry_at:
@@ -415,7 +420,7 @@ class Writer:
         self._store(rows)
         self._settle(group, rows)
 
-    def _commit_journaled(self, groups: list[_Group], segments: list[Segment]) -> None:
+    def _commit_journaled(self, groups: list[_Group], segments: list[Segment], count: int) -> None:
         """Commit groups their callers journaled, as one transaction, then drop the segments
         holding them. Each group is made into rows on its own, as `_commit_orphans` makes them,
         so that whoever commits a group stores the same rows (the writes are idempotent on
@@ -427,6 +432,7 @@ class Writer:
             with self._taking:
                 self._journaled[:0] = groups
                 self._segments[:0] = segments
+                self._journaled_events += count
             raise
         for segment in segments:
             if stored:
