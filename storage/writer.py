@@ -399,7 +399,11 @@ class Writer:
                     segments.append(cut)
                 left = self._take(len(self._queue))
             if journaled:
-                self._commit_journaled(journaled, segments, counted)
+                try:
+                    self._commit_journaled(journaled, segments, counted)
+                except BaseException:
+                    self._queue.extendleft(reversed(left))  # after the journaled, as before
+                    raise
             for start in range(0, len(left), self._batch_size):
                 self._commit(left[start : start + self._batch_size])
             if self._spooling and time.monotonic() >= self._retry_at:

@@ -386,6 +386,34 @@ def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch)
             assert log.run(run_id).status == "ok"
 
 
+def test_an_interrupted_commit_of_journaled_runs_loses_nothing(tmp_path, monkeypatch):
+    """An interrupt while the writer commits journaled runs: they, and what was queued behind
+    them, are committed in its next round; every event is stored once."""
+    interrupted = []
+    write = WriteStatements.write
+
+    def interrupt_once(self, connection, rows):
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        write(self, connection, rows)
+
+    monkeypatch.setattr(WriteStatements, "write", interrupt_once)
+    with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=0.2) as log:
+        log.attach()
+        emit(
+            StartEvent(run_id="first", seq=0, ts=1, node=NODE, operation="chat"),
+            EndEvent(run_id="first", seq=1, ts=2, node=NODE, finish_reason="stop"),
+            StartEvent(run_id="queued", seq=0, ts=3, node=NODE, operation="chat"),
+        )
+        assert log.flush(timeout=10)
+        emit(EndEvent(run_id="queued", seq=1, ts=4, node=NODE, finish_reason="stop"))
+        assert interrupted
+        for run_id in ("first", "queued"):
+            assert [e.kind for e in log.events(run_id)] == ["start", "end"]
+            assert log.run(run_id).status == "ok"
+
+
 def test_events_with_impossible_times_cost_only_themselves(log):
     """A start at a time no date can hold and an end lasting forever, in one group with a
     normal run: both are set aside, and the normal run is stored whole."""
