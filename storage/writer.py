@@ -393,14 +393,14 @@ class Writer:
         with self._committing:
             with self._taking:
                 journaled, self._journaled = self._journaled, []
-                counted, self._journaled_events = self._journaled_events, 0
+                self._journaled_events = 0
                 segments, self._segments = self._segments, []
                 if self._journal is not None and (cut := self._journal.cut()) is not None:
                     segments.append(cut)
                 left = self._take(len(self._queue))
             if journaled:
                 try:
-                    self._commit_journaled(journaled, segments, counted)
+                    self._commit_journaled(journaled, segments)
                 except BaseException:
                     self._queue.extendleft(reversed(left))  # after the journaled, as before
                     raise
@@ -424,7 +424,7 @@ class Writer:
         self._store(rows)
         self._settle(group, rows)
 
-    def _commit_journaled(self, groups: list[_Group], segments: list[Segment], count: int) -> None:
+    def _commit_journaled(self, groups: list[_Group], segments: list[Segment]) -> None:
         """Commit groups their callers journaled, as one transaction, then drop the segments
         holding them. Each group is made into rows on its own, as `_commit_orphans` makes them,
         so that whoever commits a group stores the same rows (the writes are idempotent on
@@ -436,7 +436,7 @@ class Writer:
             with self._taking:
                 self._journaled[:0] = groups
                 self._segments[:0] = segments
-                self._journaled_events += count
+                self._journaled_events += sum(len(group.events) for group in groups)
             raise
         for segment in segments:
             if stored:

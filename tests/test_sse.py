@@ -75,9 +75,10 @@ def fields(event: Any) -> tuple[Any, ...]:
 
 def sdk_events_from_our_blocks(sdk: str, pieces: list[bytes]) -> list[tuple[Any, ...]]:
     """What an observed client's SDK reads: its events made from the blocks our splitter found."""
-    decoder, events = SSEDecoder(), SDKEvents(SDKS[sdk][0])
-    found = [event for piece in pieces for event in events.of(decoder.blocks(piece), decoder)]
-    found += events.at_end(decoder.rest(), decoder)
+    decoder = SSEDecoder()
+    events = SDKEvents(SDKS[sdk][0], decoder)
+    found = [event for piece in pieces for event in events.of(decoder.blocks(piece))]
+    found += events.at_end(decoder.rest())
     return [fields(event) for event in found]
 
 
@@ -143,8 +144,8 @@ def test_the_sdks_events_for_any_stream_cut_anywhere(sdk: str, seed: int) -> Non
 def test_a_line_that_is_not_utf8_fails_after_the_events_before_it() -> None:
     """As in the SDK's decoder: the events before the bad line arrive, then the error."""
     data = b"data: 1\n\nevent: x\ndata: \xff\n\n"
-    decoder, events = SSEDecoder(), SDKEvents(ServerSentEvent)
-    ours = events.of(decoder.blocks(data), decoder)
+    decoder = SSEDecoder()
+    ours = SDKEvents(ServerSentEvent, decoder).of(decoder.blocks(data))
     theirs = SDKDecoder().iter_bytes(iter([data]))
     assert next(ours).data == next(theirs).data == "1"
     with pytest.raises(UnicodeDecodeError):

@@ -359,10 +359,9 @@ def test_a_locked_sqlite_file_never_holds_the_caller(tmp_path, make_backend):
         assert list(log.events(captured[0].run_id)) == captured
 
 
-def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch):
-    """Ctrl-C while a closing caller commits its group: the caller gets its KeyboardInterrupt,
-    and every event of the group, other runs' included, is still stored."""
-    interrupted = []
+def interrupt_the_first_write(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Make the first commit raise KeyboardInterrupt; the list says once it has."""
+    interrupted: list[bool] = []
     write = WriteStatements.write
 
     def interrupt_once(self, connection, rows):
@@ -372,6 +371,13 @@ def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch)
         write(self, connection, rows)
 
     monkeypatch.setattr(WriteStatements, "write", interrupt_once)
+    return interrupted
+
+
+def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch):
+    """Ctrl-C while a closing caller commits its group: the caller gets its KeyboardInterrupt,
+    and every event of the group, other runs' included, is still stored."""
+    interrupt_the_first_write(monkeypatch)
     url = f"sqlite:///{tmp_path / 'kb.db'}"
     with EventLog(url, flush_interval=5, spool=False) as log:  # no spool, so no journal
         log.attach()
@@ -389,16 +395,7 @@ def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch)
 def test_an_interrupted_commit_of_journaled_runs_loses_nothing(tmp_path, monkeypatch):
     """An interrupt while the writer commits journaled runs: they, and what was queued behind
     them, are committed in its next round; every event is stored once."""
-    interrupted = []
-    write = WriteStatements.write
-
-    def interrupt_once(self, connection, rows):
-        if not interrupted:
-            interrupted.append(True)
-            raise KeyboardInterrupt
-        write(self, connection, rows)
-
-    monkeypatch.setattr(WriteStatements, "write", interrupt_once)
+    interrupted = interrupt_the_first_write(monkeypatch)
     with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=0.2) as log:
         log.attach()
         emit(

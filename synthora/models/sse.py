@@ -142,19 +142,20 @@ class SDKEvents(Generic[SDKEvent]):
     not UTF-8 raises `UnicodeDecodeError`.
     """
 
-    __slots__ = ("_bom", "_last_id", "_make", "_raw")
+    __slots__ = ("_bom", "_decoder", "_last_id", "_make", "_raw")
 
-    def __init__(self, make: Callable[..., SDKEvent]) -> None:
+    def __init__(self, make: Callable[..., SDKEvent], decoder: SSEDecoder) -> None:
         self._make = make  # the SDK's ServerSentEvent
+        self._decoder = decoder  # the splitter whose blocks these are
         self._raw = _keeps_lines(make)
         self._last_id: str | None = None
         self._bom: bool | None = None  # whether to prefix the first block with one; unknown yet
 
-    def of(self, blocks: list[bytes], decoder: SSEDecoder) -> Iterator[SDKEvent]:
-        """The SDK's events for `blocks`, which `decoder` has just split; one at a time, as the
+    def of(self, blocks: list[bytes]) -> Iterator[SDKEvent]:
+        """The SDK's events for `blocks`, which the decoder has just split; one at a time, as the
         SDK's decoder yields them, so a line it cannot decode fails after the events before it."""
         if self._bom is None and blocks:
-            blocks = [self._first(blocks[0], decoder), *blocks[1:]]
+            blocks = [self._first(blocks[0]), *blocks[1:]]
         for block in blocks:
             if not block.startswith(_FAST_PREFIX) or b"\n" in block:
                 yield from self._parse((*block.split(b"\n"), b""))  # with its ending blank line
@@ -164,15 +165,15 @@ class SDKEvents(Generic[SDKEvent]):
             else:
                 yield self._make(data=block[6:].decode(), id=self._last_id)
 
-    def at_end(self, rest: bytes, decoder: SSEDecoder) -> Iterator[SDKEvent]:
+    def at_end(self, rest: bytes) -> Iterator[SDKEvent]:
         """The SDK's events in `rest` (`SSEDecoder.rest`): its whole lines, its last line not
         (nothing ends that line, so the SDK's decoder dispatches nothing after it)."""
         if self._bom is None and rest:
-            rest = self._first(rest, decoder)
+            rest = self._first(rest)
         yield from self._parse(rest.split(b"\n")[:-1])
 
-    def _first(self, block: bytes, decoder: SSEDecoder) -> bytes:
-        self._bom = decoder.began_with_bom
+    def _first(self, block: bytes) -> bytes:
+        self._bom = self._decoder.began_with_bom
         return _BOM + block if self._bom else block
 
     def _parse(self, lines: Iterable[bytes]) -> Iterator[SDKEvent]:

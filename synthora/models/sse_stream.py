@@ -309,19 +309,16 @@ class ResponseTap(_ResponseTap):
         run = self._run
         self._reading = True
         try:
-            data = next(reads)
-        except StopIteration:
-            self._reading = False
-            for event in self._events(None):
-                run.emit(event)
-            raise
+            data = next(reads, None)
         except Exception as exc:
-            self._reading = False
             run.emit(self._failed(exc))
             raise
-        self._reading = False
+        finally:
+            self._reading = False
         for event in self._events(data):
             run.emit(event)
+        if data is None:
+            raise StopIteration
         return data
 
     def _closing(self) -> None:
@@ -348,19 +345,16 @@ class AsyncResponseTap(_ResponseTap):
         run = self._run
         self._reading = True
         try:
-            data = await anext(reads)
-        except StopAsyncIteration:
-            self._reading = False
-            for event in self._events(None):
-                await run.emit_async(event)
-            raise
+            data = await anext(reads, None)
         except Exception as exc:
-            self._reading = False
             await run.emit_async(self._failed(exc))
             raise
-        self._reading = False
+        finally:
+            self._reading = False
         for event in self._events(data):
             await run.emit_async(event)
+        if data is None:
+            raise StopAsyncIteration
         return data
 
     async def _closing(self) -> None:
@@ -381,13 +375,13 @@ class TappedReads(Iterator[bytes]):
     def __next__(self) -> bytes:
         return self._tap._next(self._reads)
 
-    def server_sent_events(self, events: SDKEvents[SDKEvent]) -> Iterator[SDKEvent]:
+    def server_sent_events(self, make: Callable[..., SDKEvent]) -> Iterator[SDKEvent]:
         tap = self._tap
-        decoder = tap._payloads.decoder
+        events = SDKEvents(make, tap._payloads.decoder)
         try:
             for _ in self:
-                yield from events.of(tap._blocks, decoder)
-            yield from events.at_end(tap._rest, decoder)
+                yield from events.of(tap._blocks)
+            yield from events.at_end(tap._rest)
         except Exception as exc:  # one the SDK's decoder raises too: a line that is not UTF-8
             tap._run.emit(tap._failed(exc))
             raise
@@ -404,14 +398,14 @@ class AsyncTappedReads(AsyncIterator[bytes]):
     async def __anext__(self) -> bytes:
         return await self._tap._next(self._reads)
 
-    async def server_sent_events(self, events: SDKEvents[SDKEvent]) -> AsyncIterator[SDKEvent]:
+    async def server_sent_events(self, make: Callable[..., SDKEvent]) -> AsyncIterator[SDKEvent]:
         tap = self._tap
-        decoder = tap._payloads.decoder
+        events = SDKEvents(make, tap._payloads.decoder)
         try:
             async for _ in self:
-                for event in events.of(tap._blocks, decoder):
+                for event in events.of(tap._blocks):
                     yield event
-            for event in events.at_end(tap._rest, decoder):
+            for event in events.at_end(tap._rest):
                 yield event
         except Exception as exc:  # as in `TappedReads.server_sent_events`
             await tap._run.emit_async(tap._failed(exc))
@@ -430,13 +424,13 @@ class TapDecoder:
 
     def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[Any]:
         if isinstance(iterator, TappedReads):
-            return iterator.server_sent_events(SDKEvents(self._make))
+            return iterator.server_sent_events(self._make)
         events: Iterator[Any] = self._own.iter_bytes(iterator)
         return events
 
     def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[Any]:
         if isinstance(iterator, AsyncTappedReads):
-            return iterator.server_sent_events(SDKEvents(self._make))
+            return iterator.server_sent_events(self._make)
         events: AsyncIterator[Any] = self._own.aiter_bytes(iterator)
         return events
 
