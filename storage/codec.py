@@ -17,7 +17,7 @@ import datetime
 import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal, assert_never
+from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import BigInteger, Integer, String, Table
@@ -54,6 +54,31 @@ EVENT_COLUMNS = tuple(column.name for column in events.c if column.name != "posi
 """Every row `batch_rows` makes for ``synthora_events`` has exactly these keys."""
 RUN_COLUMNS = tuple(column.name for column in runs.c)
 """Every ``synthora_runs`` row it makes, started or ended, has exactly these keys."""
+
+CLOSING_COLUMNS = (
+    "status",
+    "ended_at",
+    "duration_s",
+    "time_to_first_token_s",
+    "input_tokens",
+    "output_tokens",
+    "finish_reason",
+    "error_type",
+    "error_message",
+    "status_code",
+    "attempts",
+)
+"""The ``synthora_runs`` columns an end or error event sets on its run."""
+
+_NOT_CLOSED: dict[str, Any] = dict.fromkeys(CLOSING_COLUMNS[1:])
+_RUNNING: dict[str, Any] = {**_NOT_CLOSED, "status": "running"}
+_UNSTARTED: dict[str, Any] = {
+    "operation": "",
+    "service": "",
+    "backend": "",
+    "model": "",
+    "stream": False,
+}
 
 
 class TokenPack(msgspec.Struct, array_like=True, frozen=True):
@@ -187,18 +212,17 @@ def batch_rows(batch: Iterable[Event]) -> RunRows:
             row = _body_row(event, unstorable)
             if row is None:
                 continue
-            projection = _projection(event)
+            if isinstance(event, StartEvent):
+                started[event.run_id] = _started_run(event)
+            else:  # one row, one upsert, for a run started and ended in this batch
+                closing = _closing_columns(event)
+                run = started.pop(event.run_id, None) or _unstarted_run(event)
+                run.update(closing)
+                ended.append(run)
         except _UNENCODABLE as error:  # e.g. a timestamp past year 9999: only this event
             unstorable.append(Unstorable(event, _reason(error), None))
             continue
         rows.append(row)
-        if projection["status"] == "running":
-            started[event.run_id] = projection
-            continue
-        opened = started.pop(event.run_id, None)
-        if opened is not None:  # started and ended in this batch: one row, one upsert
-            projection = opened | {name: projection[name] for name in CLOSING_COLUMNS}
-        ended.append(projection)
     flat: list[dict[str, Any]] = []
     for made in rows:
         if isinstance(made, _PackBuilder):
@@ -232,17 +256,6 @@ def events_from_row(row: Mapping[str, Any]) -> Iterator[Event]:
             text=text,
             tool_calls=calls.get(offset, ()),
         )
-
-
-def _projection(event: StartEvent | EndEvent | ErrorEvent) -> dict[str, Any]:
-    """The ``synthora_runs`` row a start, end or error implies."""
-    match event:
-        case StartEvent():
-            return _started_run(event)
-        case EndEvent() | ErrorEvent():
-            return _ended_run(event)
-        case _:
-            assert_never(event)
 
 
 def _reason(error: Exception) -> str:
@@ -291,14 +304,32 @@ def _storable_body(event: Event, error: Exception) -> tuple[dict[str, Any] | Non
     return None, Unstorable(event, reason, None)
 
 
-def _text_limits(table: Table) -> tuple[tuple[str, int], ...]:
+_NODE_COLUMNS = ("node_name", "node_type", "node_path")
+"""Fitted once per node (`_node_columns`), not in every row."""
+_OWN_WORDS = ("kind", "status")
+"""Columns that hold only this module's own words (event kinds, run statuses): they fit."""
+
+
+def _text_limits(table: Table) -> dict[str, int]:
     """The bounded text columns of `table` that may be shortened to fit (ids never are)."""
-    return tuple(
-        (column.name, column.type.length)
+    return {
+        column.name: column.type.length
         for column in table.c
         if isinstance(column.type, String)
         and column.type.length
         and not column.name.endswith("_id")
+    }
+
+
+def _open_texts(
+    limits: dict[str, int], among: Callable[[str], bool] = lambda name: True
+) -> tuple[tuple[str, int], ...]:
+    """The bounded text columns a row must fit itself: any but the node's and our own words."""
+    fitted_elsewhere = (*_NODE_COLUMNS, *_OWN_WORDS)
+    return tuple(
+        (name, limit)
+        for name, limit in limits.items()
+        if name not in fitted_elsewhere and among(name)
     )
 
 
@@ -325,9 +356,17 @@ def _integer_ranges(table: Table) -> tuple[tuple[str, range], ...]:
     )
 
 
-_EVENT_TEXTS = _text_limits(events)
+_EVENT_LIMITS = _text_limits(events)
+_RUN_LIMITS = _text_limits(runs)
+_NODE_LIMITS = {
+    name: min(limits[name] for limits in (_EVENT_LIMITS, _RUN_LIMITS) if name in limits)
+    for name in _NODE_COLUMNS
+    if name in _EVENT_LIMITS or name in _RUN_LIMITS
+}
+_EVENT_TEXTS = _open_texts(_EVENT_LIMITS)
 _EVENT_INTEGERS = _integer_ranges(events)
-_RUN_TEXTS = _text_limits(runs)
+_STARTED_TEXTS = _open_texts(_RUN_LIMITS, lambda name: name not in CLOSING_COLUMNS)
+_CLOSING_TEXTS = _open_texts(_RUN_LIMITS, lambda name: name in CLOSING_COLUMNS)
 _RUN_COUNTS = _count_columns(runs)
 
 
@@ -382,8 +421,13 @@ def upcast_v1_v2(body: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1024)
 def _node_columns(node: Node) -> tuple[str, str, str]:
-    """Name, type and path of a node: every event of a run carries the same one."""
-    return node.name, node.type.value, node.path
+    """Name, type and path of a node, fitted to their columns: every event of a run carries
+    the same node, so this is done once, not in every row."""
+    fitted = _fitted(
+        {"node_name": node.name, "node_type": node.type.value, "node_path": node.path},
+        tuple(_NODE_LIMITS.items()),
+    )
+    return fitted["node_name"], fitted["node_type"], fitted["node_path"]
 
 
 def _event_row(
@@ -433,20 +477,25 @@ def _run_identity(event: Event) -> dict[str, Any]:
 
 
 def _started_run(event: StartEvent) -> dict[str, Any]:
-    return _fitted(
-        {
-            **_run_identity(event),
-            **_NOT_CLOSED,
-            "status": "running",
-            "operation": event.operation,
-            "service": event.service,
-            "backend": event.backend,
-            "model": event.model,
-            "stream": event.stream,
-            "started_at": _utc(event.ts),
-        },
-        _RUN_TEXTS,
-    )
+    row = _run_identity(event)
+    row.update(_RUNNING)
+    row["operation"] = event.operation
+    row["service"] = event.service
+    row["backend"] = event.backend
+    row["model"] = event.model
+    row["stream"] = event.stream
+    row["started_at"] = _utc(event.ts)
+    return _fitted(row, _STARTED_TEXTS)
+
+
+def _unstarted_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
+    """The row of a run whose start is not in the batch, before its closing columns: the
+    other columns only matter if its start was never stored."""
+    duration = event.duration_s if math.isfinite(event.duration_s) else None
+    row = _run_identity(event)
+    row.update(_UNSTARTED)
+    row["started_at"] = _utc(event.ts - int(duration * 1e9) if duration else event.ts)
+    return row
 
 
 def _status_of(finish_reason: str | None) -> str:
@@ -455,58 +504,35 @@ def _status_of(finish_reason: str | None) -> str:
     return finish_reason if finish_reason in (INTERRUPTED, TRUNCATED) else "ok"
 
 
-def _ended_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
-    """The run's closing columns; the others only matter if its start was not stored."""
-    duration = event.duration_s if math.isfinite(event.duration_s) else None
-    ended = {
-        **_run_identity(event),
-        **_NOT_CLOSED,
-        "operation": "",
-        "service": "",
-        "backend": "",
-        "model": "",
-        "stream": False,
-        "started_at": _utc(event.ts - int(duration * 1e9) if duration else event.ts),
-        "ended_at": _utc(event.ts),
-        "duration_s": duration,
-        "attempts": event.attempts,
-    }
+def _closing_columns(event: EndEvent | ErrorEvent) -> dict[str, Any]:
+    """The `CLOSING_COLUMNS` an end or error sets on its run."""
     if isinstance(event, EndEvent):
         usage = event.usage
-        ended |= {
+        closing: dict[str, Any] = {
             "status": _status_of(event.finish_reason),
             "time_to_first_token_s": event.time_to_first_token_s,
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
             "finish_reason": event.finish_reason,
+            "error_type": None,
+            "error_message": None,
+            "status_code": None,
         }
     else:
-        ended |= {
+        closing = {
             "status": "error",
+            "time_to_first_token_s": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "finish_reason": None,
             "error_type": event.error_type,
             "error_message": event.message,
             "status_code": event.status_code,
         }
-    return _fitted(ended, _RUN_TEXTS, _RUN_COUNTS)
-
-
-CLOSING_COLUMNS = (
-    "status",
-    "ended_at",
-    "duration_s",
-    "time_to_first_token_s",
-    "input_tokens",
-    "output_tokens",
-    "finish_reason",
-    "error_type",
-    "error_message",
-    "status_code",
-    "attempts",
-)
-"""The ``synthora_runs`` columns an end or error event sets on its run."""
-
-_NOT_CLOSED: dict[str, Any] = dict.fromkeys(CLOSING_COLUMNS[1:])
-_RUNNING: dict[str, Any] = {**_NOT_CLOSED, "status": "running"}
+    closing["ended_at"] = _utc(event.ts)
+    closing["duration_s"] = event.duration_s if math.isfinite(event.duration_s) else None
+    closing["attempts"] = event.attempts
+    return _fitted(closing, _CLOSING_TEXTS, _RUN_COUNTS)
 
 
 # -- content control ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -73,6 +74,23 @@ class UTCDateTime(TypeDecorator[datetime.datetime]):
             value = value.replace(tzinfo=datetime.UTC)
         value = value.astimezone(datetime.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, the text SQLAlchemy would store, made in one step: every closing run
+        binds two timestamps, and the generic path (this class, then SQLite's formatting) took
+        a sixth of the writer's Python time per run."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = datetime.UTC
+
+        def process(value: datetime.datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                return value.isoformat(" ", "microseconds")
+            return value.astimezone(utc).isoformat(" ", "microseconds")[:-6]  # "+00:00" off
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime.datetime | None:
         if value is None:

@@ -8,8 +8,8 @@ run carries a `concurrent.futures.Future`, resolved once the group holding it is
 barrier ``run()`` waits on. The queue is FIFO, so everything earlier of that run is durable too.
 
 On SQLite, a closing caller journals its group (`synthora.storage.journal`: one local ``write``,
-durable as a commit is) and returns; the writer thread commits every journaled group of a round
-in one transaction, before anything queued after them. Without a journal (``spool=False``,
+durable as a commit is) and returns, with no barrier to wait on; the writer thread commits every
+journaled group of a round in one transaction, before anything queued after them. Without a journal (``spool=False``,
 ``durability="full"``), a closing caller that finds the log idle commits its group itself, once,
 on its own connection (the *leader* of a group commit): it has to wait for that commit anyway,
 and doing it on its own thread saves two thread hand-offs (~60 µs each on a 2-core machine).
@@ -201,13 +201,16 @@ class Writer:
         if self._thread is None:
             self._start()
 
-    def put_closing(self, event: Event) -> concurrent.futures.Future[None]:
-        """Enqueue a run's last event; the future completes once it is durable."""
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.append((event, future))
+    def put_closing(self, event: Event) -> concurrent.futures.Future[None] | None:
+        """Enqueue a run's last event: a future that completes once it is durable, or None
+        if it already is (journaled on this thread)."""
         if self._thread is None:
             self._start()
-        if not (self._journal_queued() if self._journal is not None else self._lead()):
+        if self._journal is not None and self._journal_with(event):
+            return None
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue.append((event, future))
+        if self._journal is not None or not self._lead():
             self._wake.set()
         return future
 
@@ -290,11 +293,12 @@ class Writer:
                 )
                 self._thread.start()
 
-    def _journal_queued(self) -> bool:
-        """Journal the queued group on this thread (`synthora.storage.journal`): True if it
-        did, its barriers resolved, or if the writer thread took it first. Anything unusual (an
-        event the journal cannot encode, a file it cannot write) leaves it to the writer."""
-        if self._spooling or self._stop.is_set() or len(self._queue) > _LEADER_MAX_EVENTS:
+    def _journal_with(self, closing: Event) -> bool:
+        """Journal the queued group and `closing`, its last event, on this thread
+        (`synthora.storage.journal`): True if it did, the barriers of other runs' closing events
+        in the group resolved. Anything unusual (an event the journal cannot encode, a file it
+        cannot write) puts the group back and leaves it to the writer."""
+        if self._spooling or self._stop.is_set() or len(self._queue) >= _LEADER_MAX_EVENTS:
             return False
         if self._journaled_events > self._max_queue:
             return False  # the writer is behind: wait for it, as a full queue would
@@ -302,10 +306,8 @@ class Writer:
         assert journal is not None
         with self._taking:
             batch = self._take(len(self._queue))
-            if not batch:
-                return True
             try:
-                group = self._group(batch)
+                group = self._group([*batch, closing])
                 journal.append(group.events)
             except BaseException as error:
                 self._queue.extendleft(reversed(batch))
@@ -313,6 +315,8 @@ class Writer:
                     self._warn_once("the journal cannot be written; runs wait for commits", error)
                 if isinstance(error, Exception):
                     return False
+                self._queue.append((closing, concurrent.futures.Future()))  # stored all the same
+                self._wake.set()
                 raise
             self._journaled.append(group)
             self._journaled_events += len(group.events)

@@ -14,6 +14,7 @@ import msgspec
 import openai
 import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.types import TypeDecorator
 from test_custom_backend import EchoBackend
 
 from support import AGENT, API_KEY
@@ -22,6 +23,7 @@ from synthora.events import EndEvent, Event, StartEvent, TokenEvent
 from synthora.storage import EventLog, RunNotFoundError, SchemaVersionError, StorageError
 from synthora.storage.codec import batch_rows
 from synthora.storage.schema import events as events_table
+from synthora.storage.schema import runs as runs_table
 from synthora.storage.statements import WriteStatements
 from synthora.storage.transfer import ImportReport, import_runs
 from synthora.testing import capture_events
@@ -290,6 +292,33 @@ def test_unencodable_payloads_are_stored_as_close_as_possible(log, make_backend)
     (surrogate,) = log.runs()
     assert surrogate.status == "ok"
     assert next(log.events(surrogate.run_id)).messages == (user("bad \ufffd text"),)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime.datetime(2026, 11, 30, 3, 4, 5, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 11, 30, 3, 4, 5, 123456, tzinfo=datetime.UTC),
+        datetime.datetime(9, 1, 2, 3, 4, 5, 6),
+        datetime.datetime(
+            2026,
+            1,
+            1,
+            23,
+            59,
+            59,
+            999999,
+            tzinfo=datetime.timezone(-datetime.timedelta(hours=5, minutes=30)),
+        ),
+    ],
+)
+def test_sqlite_stores_times_as_sqlalchemy_would(moment):
+    """The SQLite log binds its timestamps in one step; the text is SQLAlchemy's own (naive
+    UTC, microseconds always), so it orders and reads back like every row stored before."""
+    sqlite_dialect = create_engine("sqlite://").dialect
+    column = runs_table.c.started_at.type.dialect_impl(sqlite_dialect)
+    generic = TypeDecorator.bind_processor(column, sqlite_dialect)
+    assert column.bind_processor(sqlite_dialect)(moment) == generic(moment)
 
 
 TRICKY = "a NUL \x00, a literal \\u0000, U+FFFF \uffff and \uffff0, \\\x00 \uffff"

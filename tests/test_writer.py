@@ -29,10 +29,13 @@ from test_storage_processes import assert_complete, worker
 
 from support import AGENT
 from synthora import Node, NodeType, bus, user
-from synthora.events import EndEvent, Event, StartEvent, TokenEvent
+from synthora.events import EVENT_KINDS, EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
+from synthora.runs import INTERRUPTED, TRUNCATED
 from synthora.storage import EventLog
 from synthora.storage.codec import batch_rows
 from synthora.storage.engines import safe_url
+from synthora.storage.journal import Journal
+from synthora.storage.schema import events, runs
 from synthora.storage.spool import Spool, default_spool_path
 from synthora.storage.statements import WriteStatements
 from synthora.testing import capture_events
@@ -392,6 +395,32 @@ def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch)
             assert log.run(run_id).status == "ok"
 
 
+def test_interrupted_journaling_caller_loses_nothing(tmp_path, monkeypatch):
+    """Ctrl-C while a closing caller journals its group: the caller gets its KeyboardInterrupt,
+    and every event of the group, its own closing event and other runs' included, is stored."""
+    append = Journal.append
+    interrupted: list[bool] = []
+
+    def interrupt_once(self, events):
+        if not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        append(self, events)
+
+    monkeypatch.setattr(Journal, "append", interrupt_once)
+    with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=5) as log:
+        log.attach()
+        for run_id in ("other", "me"):
+            emit(StartEvent(run_id=run_id, seq=0, ts=1, node=NODE, operation="chat"))
+        with pytest.raises(KeyboardInterrupt):
+            emit(EndEvent(run_id="me", seq=1, ts=2, node=NODE, finish_reason="stop"))
+        emit(EndEvent(run_id="other", seq=1, ts=3, node=NODE, finish_reason="stop"))
+        assert log.flush(timeout=10)
+        for run_id in ("other", "me"):
+            assert [e.kind for e in log.events(run_id)] == ["start", "end"]
+            assert log.run(run_id).status == "ok"
+
+
 def test_an_interrupted_commit_of_journaled_runs_loses_nothing(tmp_path, monkeypatch):
     """An interrupt while the writer commits journaled runs: they, and what was queued behind
     them, are committed in its next round; every event is stored once."""
@@ -409,6 +438,51 @@ def test_an_interrupted_commit_of_journaled_runs_loses_nothing(tmp_path, monkeyp
         for run_id in ("first", "queued"):
             assert [e.kind for e in log.events(run_id)] == ["start", "end"]
             assert log.run(run_id).status == "ok"
+
+
+def test_texts_longer_than_their_columns_are_cut_in_the_summary_only(log):
+    """Names a user or server chooses, longer than their columns (a node name, a model, a
+    service, a backend, a finish reason, an error type): each summary holds them cut to fit,
+    on every database, and the events hold them whole."""
+    node = Node(name="n" * 300, type=NodeType.AGENT)
+    long = {"model": "m" * 300, "service": "s" * 300, "backend": "b" * 300, "operation": "chat"}
+    ended = (
+        StartEvent(run_id="ended", seq=0, ts=1, node=node, **long),
+        EndEvent(run_id="ended", seq=1, ts=2, node=node, finish_reason="f" * 300),
+    )
+    failed = (
+        StartEvent(run_id="failed", seq=0, ts=1, node=node, **long),
+        ErrorEvent(run_id="failed", seq=1, ts=2, node=node, error_type="E" * 300, message="x"),
+    )
+    emit(
+        *ended,
+        ErrorEvent(run_id="unstarted", seq=1, ts=2, node=node, error_type="E" * 300, message="y"),
+    )
+    emit(failed[0])
+    log.flush(timeout=10)
+    emit(failed[1])
+    assert log.flush(timeout=10)
+    columns = {column.name: getattr(column.type, "length", None) for column in runs.c}
+    for run_id in ("ended", "failed", "unstarted"):
+        summary = log.run(run_id)
+        for name in ("node_name", "model", "service", "backend", "operation", "finish_reason"):
+            value = getattr(summary, name)
+            assert value is None or len(value) <= columns[name], (run_id, name)
+        assert summary.node_name == node.name[: columns["node_name"]]
+    assert log.run("ended").model == long["model"][: columns["model"]]
+    assert log.run("ended").finish_reason == "f" * columns["finish_reason"]
+    assert log.run("failed").error_type == "E" * columns["error_type"]
+    assert log.run("unstarted").status == "error"
+    assert list(log.events("ended")) == list(ended)
+    assert list(log.events("failed")) == list(failed)
+
+
+def test_the_logs_own_words_fit_their_columns():
+    """Event kinds and run statuses are never cut (the codec does not fit them)."""
+    kinds = (*EVENT_KINDS, "tokens")
+    assert max(map(len, kinds)) <= events.c.kind.type.length
+    statuses = ("running", "ok", "error", INTERRUPTED, TRUNCATED)
+    assert max(map(len, statuses)) <= runs.c.status.type.length
 
 
 def test_events_with_impossible_times_cost_only_themselves(log):
