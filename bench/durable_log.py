@@ -1,7 +1,7 @@
 """What a durable run costs its caller: short non-streamed runs with and without the event log.
 
-usage: python bench/durable_log.py [--runs 200] [--rounds 7] [--threads 8] [--postgres URL]
-       [--json FILE]
+usage: python bench/durable_log.py [--runs 200] [--rounds 7] [--threads 8] [--pairs 24]
+       [--postgres URL] [--json FILE]
 
 A run with the log attached returns only once its events are durable: committed, or on SQLite
 journaled and committed with others a moment later (or spooled), so every short run pays for
@@ -15,7 +15,9 @@ machine noise hits them alike:
   contender, so none of its work spills over);
 * `--threads` threads making short runs at once: runs per second, and the ratio with the log
   attached to without it (concurrent closing runs share one commit), the log's final flush
-  counted in its time.
+  counted in its time. This machine's speed drifts by tens of percent over seconds, so each
+  ratio is taken within one of `--pairs` short rounds (each contender once, in alternating
+  order) and the median and quartiles of those ratios are reported.
 """
 
 from __future__ import annotations
@@ -71,11 +73,60 @@ def threaded(backends: list[OpenAIChatBackend], runs: int, settle: Callable[[], 
     return len(backends) * runs / (time.perf_counter() - began)
 
 
+Contender = tuple[str, Callable[[], object], Callable[[], object]]
+"""A name, how to attach its log and how to detach it."""
+
+
+def single_rounds(
+    backend: OpenAIChatBackend,
+    contenders: list[Contender],
+    settles: dict[str, Callable[[], object]],
+    rounds: int,
+    runs: int,
+) -> dict[str, list[float]]:
+    """µs per run of one thread, each contender in turn, `rounds` times after a warm-up."""
+    single: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    for round_ in range(rounds + 1):
+        for name, attach, detach in contenders:
+            attach()
+            samples = single_thread(backend, runs)
+            settles.get(name, lambda: None)()
+            detach()
+            if round_:
+                single[name] += samples
+    return single
+
+
+def threaded_pairs(
+    backends: list[OpenAIChatBackend],
+    contenders: list[Contender],
+    settles: dict[str, Callable[[], object]],
+    pairs: int,
+    runs: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Runs per second of all threads, and the ratio to no log within each round, `pairs`
+    rounds after a warm-up, the contenders' order reversed every other round."""
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    ratios: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    per_thread = max(1, runs // len(backends))
+    for pair in range(pairs + 1):
+        rate: dict[str, float] = {}
+        for name, attach, detach in contenders[:: 1 if pair % 2 else -1]:
+            attach()
+            rate[name] = threaded(backends, per_thread, settles.get(name, lambda: None))
+            detach()
+        for name in rate if pair else ():
+            rates[name].append(rate[name])
+            ratios[name].append(rate[name] / rate["no log"])
+    return rates, ratios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="runs per contender per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=24, help="rounds of the threaded ratio")
     parser.add_argument(
         "--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test", metavar="URL"
     )
@@ -93,24 +144,13 @@ def main() -> int:
                 OpenAIChatBackend.default("bench", agent, api_key="bench", base_url=base_url)
                 for _ in range(args.threads)
             ]
-            contenders: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
+            contenders: list[Contender] = [
                 ("no log", lambda: None, lambda: None),
                 *((name, log.attach, log.detach) for name, log in logs.items()),
             ]
             settles: dict[str, Callable[[], object]] = {n: log.flush for n, log in logs.items()}
-            single: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
-            rates: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
-            for round_ in range(args.rounds + 1):  # the first round warms up
-                for name, attach, detach in contenders:
-                    attach()
-                    one = single_thread(backends[0], args.runs)
-                    settle = settles.get(name, lambda: None)
-                    settle()
-                    many = threaded(backends, max(1, args.runs // args.threads), settle)
-                    detach()
-                    if round_:
-                        single[name] += one
-                        rates[name].append(many)
+            single = single_rounds(backends[0], contenders, settles, args.rounds, args.runs)
+            rates, ratios = threaded_pairs(backends, contenders, settles, args.pairs, args.runs)
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -119,21 +159,33 @@ def main() -> int:
             if postgres is not None:
                 postgres[1]()
     base = statistics.median(single["no log"])
-    base_rate = statistics.median(rates["no log"])
-    report: dict[str, Any] = {"runs": args.runs, "rounds": args.rounds, "threads": args.threads}
-    print(f"short non-streamed runs, median of {args.rounds} interleaved rounds")
+    report: dict[str, Any] = {
+        "runs": args.runs,
+        "rounds": args.rounds,
+        "threads": args.threads,
+        "pairs": args.pairs,
+    }
+    print(
+        f"short non-streamed runs: one thread, median of {args.rounds} interleaved rounds; "
+        f"{args.threads} threads, the ratio to no log within each of {args.pairs} rounds"
+    )
     for name, samples in single.items():
         us = statistics.median(samples)
-        rate = statistics.median(rates[name])
+        ratio = statistics.median(ratios[name])
+        low, _, high = (
+            statistics.quantiles(ratios[name], n=4) if len(ratios[name]) > 1 else [ratio] * 3
+        )
         report[name] = {
             "us_per_run": us,
             "fixed_cost_us": us - base,
-            "runs_per_s_threaded": rate,
-            "threaded_ratio": rate / base_rate,
+            "runs_per_s_threaded": statistics.median(rates[name]),
+            "threaded_ratio": ratio,
+            "threaded_ratio_quartiles": [low, high],
         }
         print(
             f"  {name:16s} {us:8.1f} µs/run ({us - base:+7.1f} µs fixed cost)   "
-            f"{args.threads} threads: {rate:7.0f} runs/s ({rate / base_rate:.2f}x no log)"
+            f"{args.threads} threads: {statistics.median(rates[name]):5.0f} runs/s, "
+            f"{ratio:.2f}x no log (quartiles {low:.2f}-{high:.2f})"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

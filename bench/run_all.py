@@ -41,7 +41,7 @@ QUICK: dict[str, list[str]] = {
     "drop_in": ["--tokens", "500", "--rounds", "3", "--plain-runs", "10"],
     "scale": ["--levels", "1,10,100", "--tokens", "20"],
     "event_log": ["--events", "50000", "--read-events", "100000", "--rounds", "3"],
-    "durable_log": ["--runs", "100", "--rounds", "3"],
+    "durable_log": ["--runs", "100", "--rounds", "3", "--pairs", "4"],
     "replay": ["--runs", "200"],
     "ui_pages": ["--runs", "2000", "--rounds", "3"],
     "handler_memory": ["--backends", "300", "--warmup", "50"],
