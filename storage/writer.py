@@ -9,10 +9,11 @@ barrier ``run()`` waits on. The queue is FIFO, so everything earlier of that run
 
 On SQLite, a closing caller journals its group (`synthora.storage.journal`: one local ``write``,
 durable as a commit is) and returns, with no barrier to wait on; the writer thread commits every
-journaled group of a round in one transaction, before anything queued after them. Without a journal (``spool=False``,
-``durability="full"``), a closing caller that finds the log idle commits its group itself, once,
-on its own connection (the *leader* of a group commit): it has to wait for that commit anyway,
-and doing it on its own thread saves two thread hand-offs (~60 µs each on a 2-core machine).
+journaled group of a round in one transaction, before anything queued after them. Without a
+journal (``spool=False``, ``durability="full"``), a closing caller that finds the log idle
+commits its group itself, once, on its own connection (the *leader* of a group commit): it has
+to wait for that commit anyway, and doing it on its own thread saves two thread hand-offs
+(~60 µs each on a 2-core machine).
 Anything unusual (an event the journal cannot encode, the file locked by another process, any
 error, an interrupt) puts the group back at the head of the queue for the writer thread, which
 owns every policy below; a caller never waits on a server's network this way, nor on an event
