@@ -671,14 +671,16 @@ def _check_log(args: argparse.Namespace) -> tuple[bool, str]:
 
     try:
         with _open_log(args, create=True) as log:
-            log.flush(timeout=30)  # opening a log forwards what an earlier process spooled
+            log.flush(timeout=30)  # opening a log stores what earlier processes left
             health = log.health()
             stored = "runs stored" if any(True for _ in log.runs(limit=1)) else "no runs yet"
     except SynthoraError as error:
         return False, f"event log: {error}"
     line = f"event log {_shown(log)}: schema {SCHEMA_REVISION}, {stored}"
     if health.stored:
-        line += f", {health.stored} spooled events forwarded from {health.spool}"
+        line += (
+            f", stored {health.stored} events that earlier processes left (spooled or journaled)"
+        )
     if health.spooled:
         return False, f"{line}; {health.spooled} events still wait in {health.spool}"
     return True, line

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -17,9 +17,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import synthora.telemetry
 from support import cli
-from synthora.events import event_from_dict
+from synthora.events import Event, event_from_dict
 from synthora.storage import EventLog
 from synthora.storage.codec import batch_rows
+from synthora.storage.journal import Journal
 from synthora.storage.spool import Spool, default_spool_path
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour
@@ -317,20 +318,49 @@ def test_doctor_all_wired(stored, jaeger_services, grafana):
     assert "dashboard provisioned" in grafana_line
 
 
-def test_doctor_forwards_a_spool_left_behind(stored, jaeger_services, grafana, make_backend):
-    """A run spooled by a process that died during an outage: doctor forwards it and says so."""
+def leave_in_spool(url: str, events: list[Event]) -> None:
+    """As a process that died during an outage leaves them."""
+    spool = Spool(default_spool_path(url))
+    spool.append(batch_rows(events))
+    spool.close()
+
+
+def leave_in_journal(url: str, events: list[Event]) -> None:
+    """As a process killed before its writer committed its journal leaves them."""
+    journal = Journal(default_spool_path(url))
+    journal.append(events)
+    segment = journal.cut()
+    assert segment is not None
+    segment.close()
+
+
+def assert_doctor_stores(
+    url: str, leave: Callable[[str, list[Event]], None], backend, urls
+) -> None:
+    """A run `leave` puts where a dead process leaves it: doctor stores it and says so."""
     GrafanaStandIn.dashboards = [{"uid": "synthora-runs", "title": "Synthora runs"}]
     with capture_events() as captured:
-        make_backend(behaviour=Behaviour()).run("spooled while the database was down")
-    spool = Spool(default_spool_path(stored))
-    spool.append(batch_rows(captured))
-    spool.close()
-    status, out = cli("--db", stored, "doctor", "--jaeger", jaeger_services, "--grafana", grafana)
+        backend.run("left by a process that died")
+    leave(url, captured)
+    status, out = cli("--db", url, "doctor", "--jaeger", urls[0], "--grafana", urls[1])
     assert status == 0, out
     log_line = out.splitlines()[0]
-    assert f"{len(captured)} spooled events forwarded" in log_line
-    status, out = cli("--db", stored, "show", captured[0].run_id)
-    assert "spooled while the database was down" in out
+    assert f"stored {len(captured)} events that earlier processes left" in log_line
+    status, out = cli("--db", url, "show", captured[0].run_id)
+    assert "left by a process that died" in out
+
+
+def test_doctor_stores_a_spool_left_behind(stored, jaeger_services, grafana, make_backend):
+    """Runs spooled by a process that died during an outage, on any database."""
+    backend = make_backend(behaviour=Behaviour())
+    assert_doctor_stores(stored, leave_in_spool, backend, (jaeger_services, grafana))
+
+
+def test_doctor_stores_a_journal_left_behind(tmp_path, jaeger_services, grafana, make_backend):
+    """Runs a process killed before its writer's next round left journaled (SQLite only)."""
+    backend = make_backend(behaviour=Behaviour())
+    url = f"sqlite:///{tmp_path / 'journaled.db'}"
+    assert_doctor_stores(url, leave_in_journal, backend, (jaeger_services, grafana))
 
 
 def test_doctor_reports_what_is_missing(stored, grafana):
