@@ -362,53 +362,32 @@ def test_a_locked_sqlite_file_never_holds_the_caller(tmp_path, make_backend):
         assert list(log.events(captured[0].run_id)) == captured
 
 
-def interrupt_the_first_write(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Make the first commit raise KeyboardInterrupt; the list says once it has."""
+def interrupt_the_first_call(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[bool]:
+    """Make the first call of `owner.name` raise KeyboardInterrupt; the list says once it has."""
     interrupted: list[bool] = []
-    write = WriteStatements.write
+    method = getattr(owner, name)
 
-    def interrupt_once(self, connection, rows):
+    def interrupt_once(*args):
         if not interrupted:
             interrupted.append(True)
             raise KeyboardInterrupt
-        write(self, connection, rows)
+        return method(*args)
 
-    monkeypatch.setattr(WriteStatements, "write", interrupt_once)
+    monkeypatch.setattr(owner, name, interrupt_once)
     return interrupted
 
 
-def test_interrupted_leader_hands_its_group_to_the_writer(tmp_path, monkeypatch):
-    """Ctrl-C while a closing caller commits its group: the caller gets its KeyboardInterrupt,
-    and every event of the group, other runs' included, is still stored."""
-    interrupt_the_first_write(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'kb.db'}"
-    with EventLog(url, flush_interval=5, spool=False) as log:  # no spool, so no journal
-        log.attach()
-        for run_id in ("other", "me"):
-            emit(StartEvent(run_id=run_id, seq=0, ts=1, node=NODE, operation="chat"))
-        with pytest.raises(KeyboardInterrupt):
-            emit(EndEvent(run_id="me", seq=1, ts=2, node=NODE, finish_reason="stop"))
-        emit(EndEvent(run_id="other", seq=1, ts=3, node=NODE, finish_reason="stop"))
-        assert log.flush(timeout=10)
-        for run_id in ("other", "me"):
-            assert [e.kind for e in log.events(run_id)] == ["start", "end"]
-            assert log.run(run_id).status == "ok"
-
-
-def test_interrupted_journaling_caller_loses_nothing(tmp_path, monkeypatch):
-    """Ctrl-C while a closing caller journals its group: the caller gets its KeyboardInterrupt,
-    and every event of the group, its own closing event and other runs' included, is stored."""
-    append = Journal.append
-    interrupted: list[bool] = []
-
-    def interrupt_once(self, events):
-        if not interrupted:
-            interrupted.append(True)
-            raise KeyboardInterrupt
-        append(self, events)
-
-    monkeypatch.setattr(Journal, "append", interrupt_once)
-    with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=5) as log:
+@pytest.mark.parametrize(
+    ("owner", "name", "spool"),
+    [(WriteStatements, "write", False), (Journal, "append", None)],
+    ids=["committing", "journaling"],
+)
+def test_an_interrupted_closing_caller_loses_nothing(tmp_path, monkeypatch, owner, name, spool):
+    """Ctrl-C while a closing caller makes its group durable, committing it itself (no spool,
+    so no journal) or journaling it: the caller gets its KeyboardInterrupt, and every event of
+    the group, its own closing event and other runs' included, is still stored."""
+    interrupt_the_first_call(monkeypatch, owner, name)
+    with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=5, spool=spool) as log:
         log.attach()
         for run_id in ("other", "me"):
             emit(StartEvent(run_id=run_id, seq=0, ts=1, node=NODE, operation="chat"))
@@ -424,7 +403,7 @@ def test_interrupted_journaling_caller_loses_nothing(tmp_path, monkeypatch):
 def test_an_interrupted_commit_of_journaled_runs_loses_nothing(tmp_path, monkeypatch):
     """An interrupt while the writer commits journaled runs: they, and what was queued behind
     them, are committed in its next round; every event is stored once."""
-    interrupted = interrupt_the_first_write(monkeypatch)
+    interrupted = interrupt_the_first_call(monkeypatch, WriteStatements, "write")
     with EventLog(f"sqlite:///{tmp_path / 'kb.db'}", flush_interval=0.2) as log:
         log.attach()
         emit(
