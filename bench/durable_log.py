@@ -73,24 +73,23 @@ def threaded(backends: list[OpenAIChatBackend], runs: int, settle: Callable[[], 
     return len(backends) * runs / (time.perf_counter() - began)
 
 
-Contender = tuple[str, Callable[[], object], Callable[[], object]]
-"""A name, how to attach its log and how to detach it."""
+Contender = tuple[str, Callable[[], object], Callable[[], object], Callable[[], object]]
+"""A name, how to attach its log, how to detach it, and how to wait for what it left to do."""
 
 
 def single_rounds(
     backend: OpenAIChatBackend,
     contenders: list[Contender],
-    settles: dict[str, Callable[[], object]],
     rounds: int,
     runs: int,
 ) -> dict[str, list[float]]:
     """µs per run of one thread, each contender in turn, `rounds` times after a warm-up."""
-    single: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    single: dict[str, list[float]] = {name: [] for name, *_ in contenders}
     for round_ in range(rounds + 1):
-        for name, attach, detach in contenders:
+        for name, attach, detach, settle in contenders:
             attach()
             samples = single_thread(backend, runs)
-            settles.get(name, lambda: None)()
+            settle()
             detach()
             if round_:
                 single[name] += samples
@@ -100,20 +99,19 @@ def single_rounds(
 def threaded_pairs(
     backends: list[OpenAIChatBackend],
     contenders: list[Contender],
-    settles: dict[str, Callable[[], object]],
     pairs: int,
     runs: int,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Runs per second of all threads, and the ratio to no log within each round, `pairs`
     rounds after a warm-up, the contenders' order reversed every other round."""
-    rates: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
-    ratios: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    rates: dict[str, list[float]] = {name: [] for name, *_ in contenders}
+    ratios: dict[str, list[float]] = {name: [] for name, *_ in contenders}
     per_thread = max(1, runs // len(backends))
     for pair in range(pairs + 1):
         rate: dict[str, float] = {}
-        for name, attach, detach in contenders[:: 1 if pair % 2 else -1]:
+        for name, attach, detach, settle in contenders[:: 1 if pair % 2 else -1]:
             attach()
-            rate[name] = threaded(backends, per_thread, settles.get(name, lambda: None))
+            rate[name] = threaded(backends, per_thread, settle)
             detach()
         for name in rate if pair else ():
             rates[name].append(rate[name])
@@ -145,12 +143,11 @@ def main() -> int:
                 for _ in range(args.threads)
             ]
             contenders: list[Contender] = [
-                ("no log", lambda: None, lambda: None),
-                *((name, log.attach, log.detach) for name, log in logs.items()),
+                ("no log", lambda: None, lambda: None, lambda: None),
+                *((name, log.attach, log.detach, log.flush) for name, log in logs.items()),
             ]
-            settles: dict[str, Callable[[], object]] = {n: log.flush for n, log in logs.items()}
-            single = single_rounds(backends[0], contenders, settles, args.rounds, args.runs)
-            rates, ratios = threaded_pairs(backends, contenders, settles, args.pairs, args.runs)
+            single = single_rounds(backends[0], contenders, args.rounds, args.runs)
+            rates, ratios = threaded_pairs(backends, contenders, args.pairs, args.runs)
         finally:
             process.terminate()
             process.wait(timeout=10)

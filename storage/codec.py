@@ -70,8 +70,7 @@ CLOSING_COLUMNS = (
 )
 """The ``synthora_runs`` columns an end or error event sets on its run."""
 
-_NOT_CLOSED: dict[str, Any] = dict.fromkeys(CLOSING_COLUMNS[1:])
-_RUNNING: dict[str, Any] = {**_NOT_CLOSED, "status": "running"}
+_RUNNING: dict[str, Any] = {**dict.fromkeys(CLOSING_COLUMNS), "status": "running"}
 _UNSTARTED: dict[str, Any] = {
     "operation": "",
     "service": "",
@@ -491,11 +490,16 @@ def _started_run(event: StartEvent) -> dict[str, Any]:
 def _unstarted_run(event: EndEvent | ErrorEvent) -> dict[str, Any]:
     """The row of a run whose start is not in the batch, before its closing columns: the
     other columns only matter if its start was never stored."""
-    duration = event.duration_s if math.isfinite(event.duration_s) else None
+    duration = _duration(event)
     row = _run_identity(event)
     row.update(_UNSTARTED)
     row["started_at"] = _utc(event.ts - int(duration * 1e9) if duration else event.ts)
     return row
+
+
+def _duration(event: EndEvent | ErrorEvent) -> float | None:
+    """The run's duration as the column holds it: NaN or infinity (a hand-made event's) as NULL."""
+    return event.duration_s if math.isfinite(event.duration_s) else None
 
 
 def _status_of(finish_reason: str | None) -> str:
@@ -530,7 +534,7 @@ def _closing_columns(event: EndEvent | ErrorEvent) -> dict[str, Any]:
             "status_code": event.status_code,
         }
     closing["ended_at"] = _utc(event.ts)
-    closing["duration_s"] = event.duration_s if math.isfinite(event.duration_s) else None
+    closing["duration_s"] = _duration(event)
     closing["attempts"] = event.attempts
     return _fitted(closing, _CLOSING_TEXTS, _RUN_COUNTS)
 
