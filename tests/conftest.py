@@ -6,23 +6,18 @@ slow or broken streams) never leaks into another test.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
-from support import AGENT, API_KEY
+from support import AGENT, API_KEY, postgres_schema
 from synthora import OpenAIChatBackend
 from synthora.models.base import BaseModelBackend
 from synthora.storage import EventLog
-from synthora.storage.engines import safe_url
 from synthora.testing import capture_events
 from synthora.testing.server import Behaviour, OpenAICompatibleServer
 
@@ -82,45 +77,6 @@ def events() -> Iterator[list[Any]]:
 
 
 # -- the event log, on SQLite and on a real PostgreSQL ---------------------------------------
-
-POSTGRES_URL = os.environ.get(
-    "SYNTHORA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-@functools.cache
-def postgres_unavailable() -> str | None:
-    """Why the test PostgreSQL cannot be used, or None when it answers."""
-    try:
-        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:  # any reason at all means: skip, saying why
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-    return None
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A URL to a fresh, private schema of the test PostgreSQL, dropped afterwards."""
-    reason = postgres_unavailable()
-    if reason is not None:
-        pytest.skip(
-            f"PostgreSQL at {safe_url(POSTGRES_URL)} is not reachable ({reason}); set "
-            "SYNTHORA_TEST_POSTGRES_URL to a PostgreSQL database to run these tests"
-        )
-    schema = f"synthora_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
