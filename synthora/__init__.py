@@ -5,8 +5,7 @@ blinker bus (`synthora.bus`); callback handlers, OpenTelemetry (`synthora.teleme
 SQL event log (`synthora.storage`) listen to it.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from synthora.callbacks import AsyncCallBackHandler, BaseCallBackHandler
 from synthora.errors import (
@@ -17,6 +16,7 @@ from synthora.errors import (
     SynthoraError,
 )
 from synthora.events import EndEvent, ErrorEvent, Event, StartEvent, TokenEvent, event_from_dict
+from synthora.lazy_exports import lazy_exports
 from synthora.messages import BaseMessage, MessageChunk, ToolCall, assistant, system, tool, user
 from synthora.scope import scope
 from synthora.types import MessageRole, ModelBackendType, Node, NodeType
@@ -35,19 +35,6 @@ _LAZY = {
 }
 """Names whose modules import the ``openai`` SDK (a third of a second): loaded when first used,
 so what imports only part of Synthora (the pytest plugin, in every pytest session) does not pay."""
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'synthora' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
 
 
 __all__ = [
@@ -82,3 +69,5 @@ __all__ = [
     "tool",
     "user",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)
