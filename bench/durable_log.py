@@ -7,7 +7,8 @@ A run with the log attached returns only once its events are durable: committed,
 journaled and committed with others a moment later (or spooled), so every short run pays for
 that. The server runs in a separate process with zero delay (a 5-token reply),
 so the difference is the log's own cost. Every round runs each contender in turn (no log, the
-SQLite log, and the PostgreSQL log, in a schema of its own, when `--postgres` answers), so
+SQLite log as a busy log runs it, with its committer process, the same without one, committed by
+its writer thread, and the PostgreSQL log, in a schema of its own, when `--postgres` answers), so
 machine noise hits them alike:
 
 * single thread: the median µs of one run; the fixed cost is the median with the log minus the
@@ -133,7 +134,10 @@ def main() -> int:
     agent = Node(name="bench", type=NodeType.AGENT)
     postgres = postgres_schema_url(args.postgres)
     with tempfile.TemporaryDirectory() as folder:
-        logs = {"SQLite log": EventLog(f"sqlite:///{folder}/durable.db")}
+        logs = {
+            "SQLite log": EventLog(f"sqlite:///{folder}/durable.db", committer=True),
+            "SQLite, no committer": EventLog(f"sqlite:///{folder}/thread.db", committer=False),
+        }
         if postgres is not None:
             logs["PostgreSQL log"] = EventLog(postgres[0])
         process, base_url = start_server(5)
@@ -180,7 +184,7 @@ def main() -> int:
             "threaded_ratio_quartiles": [low, high],
         }
         print(
-            f"  {name:16s} {us:8.1f} µs/run ({us - base:+7.1f} µs fixed cost)   "
+            f"  {name:20s} {us:8.1f} µs/run ({us - base:+7.1f} µs fixed cost)   "
             f"{args.threads} threads: {statistics.median(rates[name]):5.0f} runs/s, "
             f"{ratio:.2f}x no log (quartiles {low:.2f}-{high:.2f})"
         )

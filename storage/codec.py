@@ -34,7 +34,7 @@ from synthora.events import (
 )
 from synthora.messages import BaseMessage, ToolCall, ToolCallDelta
 from synthora.runs import INTERRUPTED, TRUNCATED
-from synthora.storage.errors import SchemaVersionError
+from synthora.storage.errors import SchemaVersionError, error_line
 from synthora.storage.schema import NUL_ESCAPE, escape_nul, events, runs, unescape_nul
 from synthora.types.node import Node
 
@@ -45,6 +45,7 @@ __all__ = [
     "Unstorable",
     "batch_rows",
     "events_from_row",
+    "group_rows",
     "json_deserializer",
     "json_serializer",
     "without_content",
@@ -219,7 +220,7 @@ def batch_rows(batch: Iterable[Event]) -> RunRows:
                 run.update(closing)
                 ended.append(run)
         except _UNENCODABLE as error:  # e.g. a timestamp past year 9999: only this event
-            unstorable.append(Unstorable(event, _reason(error), None))
+            unstorable.append(Unstorable(event, error_line(error), None))
             continue
         rows.append(row)
     flat: list[dict[str, Any]] = []
@@ -230,6 +231,21 @@ def batch_rows(batch: Iterable[Event]) -> RunRows:
             flat.append(made)
     count = sum(row["last_seq"] - row["seq"] + 1 for row in flat)
     return RunRows(flat, list(started.values()), ended, count, unstorable)
+
+
+def group_rows(groups: Iterable[list[Event]]) -> RunRows:
+    """The rows of several groups, each made on its own by `batch_rows`: whoever commits a
+    journaled group (its process's writer, the committer process, or the next process after a
+    crash) then stores the same rows, and the writes are idempotent on them."""
+    rows = RunRows(events=[], started=[], ended=[], count=0, unstorable=[])
+    for group in groups:
+        made = batch_rows(group)
+        rows.events += made.events
+        rows.started += made.started
+        rows.ended += made.ended
+        rows.count += made.count
+        rows.unstorable += made.unstorable
+    return rows
 
 
 def events_from_row(row: Mapping[str, Any]) -> Iterator[Event]:
@@ -257,10 +273,6 @@ def events_from_row(row: Mapping[str, Any]) -> Iterator[Event]:
         )
 
 
-def _reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}".splitlines()[0]
-
-
 def _body_row(event: Event, unstorable: list[Unstorable]) -> dict[str, Any] | None:
     """`event` as a row with its dict in ``body``, as close to it as can be encoded."""
     try:
@@ -281,14 +293,14 @@ def _token_row(token: TokenEvent, unstorable: list[Unstorable]) -> dict[str, Any
     try:
         return _body_row(token, unstorable)
     except _UNENCODABLE as error:
-        unstorable.append(Unstorable(token, _reason(error), None))
+        unstorable.append(Unstorable(token, error_line(error), None))
         return None
 
 
 def _storable_body(event: Event, error: Exception) -> tuple[dict[str, Any] | None, Unstorable]:
     """The closest body that encodes and reads back: unencodable values as their ``repr``,
     else the event without its content, else none."""
-    reason = _reason(error)
+    reason = error_line(error)
     attempts: tuple[tuple[Literal["repr", "without content"], Callable[[], Any]], ...] = (
         ("repr", lambda: msgspec.to_builtins(event, enc_hook=repr)),
         ("without content", lambda: without_content(event).to_dict()),

@@ -20,7 +20,13 @@ from synthora.errors import SynthoraError
 if TYPE_CHECKING:
     from synthora.storage.codec import Unstorable
 
-__all__ = ["RunNotFoundError", "SchemaVersionError", "StorageError", "UnstorableEventsError"]
+__all__ = [
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "StorageError",
+    "UnstorableEventsError",
+    "error_line",
+]
 
 
 class StorageError(SynthoraError):
@@ -49,3 +55,10 @@ class UnstorableEventsError(StorageError):
             f"seq {first.event.seq} of run {first.event.run_id}: {first.error}"
         )
         self.unstorable = tuple(unstorable)
+
+
+def error_line(error: BaseException) -> str:
+    """`error` for a log line or a health report: its type and the first line of its message."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__

@@ -31,7 +31,7 @@ import msgspec
 
 from synthora.events import Event
 
-__all__ = ["Journal", "Segment", "orphaned_groups"]
+__all__ = ["Journal", "Segment", "orphaned_groups", "read_groups"]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[Event]).decode
@@ -121,11 +121,14 @@ def orphaned_groups(prefix: Path) -> Iterator[tuple[Path, list[list[Event]]]]:
                 continue
             if not path.exists():
                 continue
-            with os.fdopen(os.dup(descriptor), "rb") as file:
-                data = file.read()
-            yield path, list(_groups(data))
+            yield path, read_groups(path)
         finally:
             os.close(descriptor)
+
+
+def read_groups(path: Path) -> list[list[Event]]:
+    """The groups a segment holds, up to the first frame a crash cut short or damaged."""
+    return list(_groups(path.read_bytes()))
 
 
 def _groups(data: bytes) -> Iterator[list[Event]]:

@@ -92,6 +92,11 @@ class EventLog:
     While the database cannot be reached, runs are committed to the `spool`, a local file
     (default: `default_spool_path`; False: none, and runs wait in memory), and forwarded in order
     once it answers, by this log or the next one opened for the same database.
+
+    On a SQLite file, a busy log (a few thousand events stored) starts a committer process
+    (`synthora.storage.committer`, ~40 MB) that commits on another core, so that the
+    application's threads do not share the interpreter with that work; ``committer=False``
+    never starts one, ``committer=True`` starts it with the first commit.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class EventLog:
         max_queue: int = 100_000,
         on_full: OnFull = "wait",
         spool: str | os.PathLike[str] | Literal[False] | None = None,
+        committer: bool | None = None,
     ) -> None:
         self.url = url or os.environ.get("SYNTHORA_DB") or DEFAULT_URL
         self._redact = redact
@@ -134,6 +140,7 @@ class EventLog:
             on_full=on_full,
             spool=None if spool is False else Spool(spool, durability),
             journal=_journal_for(self.url, durability, spool),
+            committer=committer,
         )
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._attached: list[Any] = []  # the senders whose runs are stored (ANY: every run)

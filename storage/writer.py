@@ -9,8 +9,11 @@ barrier ``run()`` waits on. The queue is FIFO, so everything earlier of that run
 
 On SQLite, a closing caller journals its group (`synthora.storage.journal`: one local ``write``,
 durable as a commit is) and returns, with no barrier to wait on; the writer thread commits every
-journaled group of a round in one transaction, before anything queued after them. Without a
-journal (``spool=False``, ``durability="full"``), a closing caller that finds the log idle
+journaled group of a round in one transaction, before anything queued after them. Once the
+log is busy, a committer process (`synthora.storage.committer`) commits the
+journal instead of the writer thread, which then journals what is still queued too and only hands
+the journal's segments over: the work of a commit leaves the interpreter the callers share. Without
+a journal (``spool=False``, ``durability="full"``), a closing caller that finds the log idle
 commits its group itself, once, on its own connection (the *leader* of a group commit): it has
 to wait for that commit anyway, and doing it on its own thread saves two thread hand-offs
 (~60 µs each on a 2-core machine).
@@ -52,8 +55,10 @@ from sqlalchemy import Engine, exc
 from sqlalchemy.pool import PoolProxiedConnection
 
 from synthora.events import Event
-from synthora.storage.codec import RunRows, Unstorable, batch_rows, without_content
+from synthora.storage.codec import RunRows, Unstorable, batch_rows, group_rows, without_content
+from synthora.storage.committer import Committed, Committer
 from synthora.storage.engines import safe_url
+from synthora.storage.errors import error_line
 from synthora.storage.journal import Journal, Segment, orphaned_groups
 from synthora.storage.spool import Spool
 from synthora.storage.statements import WriteStatements
@@ -72,6 +77,10 @@ _LEADER_BUSY_MS = 20
 _LEADER_MAX_EVENTS = 512  # a larger group is the writer thread's: a caller commits small ones
 _DISTINCT_WARNINGS = 1000
 _UNSPOOLABLE = (OverflowError, TypeError, ValueError, msgspec.EncodeError)
+_BUSY_EVENTS = 2000
+"""A log that has stored this many events hands its commits to a committer process (if it has
+a journal and ``committer`` is left to decide): short-lived scripts and test sessions never
+start one, a service does within its first thousand runs."""
 
 
 class LogHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +92,9 @@ class LogHealth(msgspec.Struct, frozen=True, kw_only=True):
     ``stored`` the events this log committed to
     the database, ``set_aside`` the events it could not store in any form, ``dropped`` those a
     full queue dropped (``on_full="drop"``), ``filtered`` those a redact hook dropped by
-    returning None, ``hook_failures`` the redact hook's failures.
+    returning None, ``hook_failures`` the redact hook's failures. ``committer`` is the process
+    id of the committer process committing for this log (`synthora.storage.committer`), if one
+    does.
     """
 
     writer_alive: bool
@@ -98,6 +109,7 @@ class LogHealth(msgspec.Struct, frozen=True, kw_only=True):
     hook_failures: int
     last_error: str | None
     spool: str | None
+    committer: int | None = None
 
 
 class _Flush:
@@ -137,6 +149,7 @@ class Writer:
         on_full: OnFull,
         spool: Spool | None,
         journal: Journal | None = None,
+        committer: bool | None = None,
     ) -> None:
         self._engine = engine
         self._statements = statements
@@ -148,6 +161,8 @@ class Writer:
         self._spool = spool
         self._leads = statements.dialect == "sqlite"
         self._journal = journal
+        self._wants_committer = committer is not False and journal is not None
+        self._busy_events = 0 if committer else _BUSY_EVENTS
         dbapi = engine.dialect.loaded_dbapi
         self._unreachable_errors: tuple[type[BaseException], ...] = (
             exc.OperationalError,
@@ -191,6 +206,7 @@ class Writer:
         self._spooling = False
         self._retry_at = 0.0
         self._backoff = _FIRST_BACKOFF_S
+        self._committer: Committer | None = None
 
     # -- the caller's side: enqueue, or lead an idle log's commit ------------------------------
 
@@ -250,6 +266,8 @@ class Writer:
         """In a forked child: a fresh queue and no thread; the parent's events stay the parent's."""
         for segment in self._segments:
             segment.forget()
+        if self._committer is not None:
+            self._committer.forget()
         self._reset()
         if self._spool is not None:
             self._spool.forget()
@@ -271,6 +289,7 @@ class Writer:
             hook_failures=self.hook_failures,
             last_error=self.last_error,
             spool=str(self._spool.path) if self._spool is not None else None,
+            committer=self._committer.pid if self._committer is not None else None,
         )
 
     def _in_memory(self) -> int:
@@ -355,7 +374,7 @@ class Writer:
                     return True
                 raise
             self.stored += rows.count
-            self._settle(group, rows)
+            self._settle(group, rows.unstorable)
         finally:
             self._committing.release()
         if self._queue:
@@ -394,18 +413,22 @@ class Writer:
 
     def _round(self) -> None:
         """Commit what was queued when the round began; what arrives meanwhile waits for the
-        next wake, so a stream's tokens gather into a few packed rows, not one row a commit."""
+        next wake, so a stream's tokens gather into a few packed rows, not one row a commit.
+        With a committer process, what is queued is journaled first, and it commits it all."""
         with self._committing:
+            committer = self._committer_for_round()
             with self._taking:
+                left = self._take(len(self._queue))
+                if committer is not None and left and self._journal_taken(left):
+                    left = []
                 journaled, self._journaled = self._journaled, []
                 self._journaled_events = 0
                 segments, self._segments = self._segments, []
                 if self._journal is not None and (cut := self._journal.cut()) is not None:
                     segments.append(cut)
-                left = self._take(len(self._queue))
             if journaled:
                 try:
-                    self._commit_journaled(journaled, segments)
+                    self._commit_journaled(journaled, segments, committer)
                 except BaseException:
                     self._queue.extendleft(reversed(left))  # after the journaled, as before
                     raise
@@ -427,22 +450,66 @@ class Writer:
         group = self._group(batch)
         rows = batch_rows(group.events)
         self._store(rows)
-        self._settle(group, rows)
+        self._settle(group, rows.unstorable)
 
-    def _commit_journaled(self, groups: list[_Group], segments: list[Segment]) -> None:
-        """Commit groups their callers journaled, as one transaction, then drop the segments
-        holding them. Each group is made into rows on its own, as `_commit_orphans` makes them,
-        so that whoever commits a group stores the same rows (the writes are idempotent on
-        them). Should the commit itself fail, the groups wait for the next round."""
+    def _committer_for_round(self) -> Committer | None:
+        """The committer process, started once the log is busy; None while this thread commits
+        (also while the database cannot be reached: spooling is this thread's)."""
+        if self._spooling:
+            return None
+        busy = self.stored >= self._busy_events and bool(self._journaled or self._queue)
+        if self._committer is None and self._wants_committer and busy:
+            try:
+                self._committer = Committer(self._engine.url.render_as_string(hide_password=False))
+            except OSError as error:
+                self._wants_committer = False
+                self._warn_once("cannot start a committer process; this one commits", error)
+        return self._committer
+
+    def _journal_taken(self, batch: list[_Item | _Flush]) -> bool:
+        """Journal what this thread took from the queue, as a closing caller journals its group,
+        for the committer to commit with the rest; False if it cannot be journaled (it is then
+        committed here, as without a committer)."""
+        journal = self._journal
+        assert journal is not None
         try:
-            rows = _rows_of([group.events for group in groups])
-            stored = self._store(rows)
+            group = self._group(batch)
+            if group.events:
+                journal.append(group.events)
+        except Exception as error:
+            if isinstance(error, OSError):
+                self._warn_once("the journal cannot be written; this process commits", error)
+            return False
         except BaseException:
-            with self._taking:
-                self._journaled[:0] = groups
-                self._segments[:0] = segments
-                self._journaled_events += sum(len(group.events) for group in groups)
+            self._queue.extendleft(reversed(batch))
             raise
+        self._journaled.append(group)
+        self._journaled_events += len(group.events)
+        _resolve(group.barriers)
+        group.barriers = []
+        return True
+
+    def _commit_journaled(
+        self, groups: list[_Group], segments: list[Segment], committer: Committer | None
+    ) -> None:
+        """Commit groups their callers journaled, as one transaction, by the committer process
+        if there is one and it can, else here; then drop the segments holding them. Each group
+        is made into rows on its own (`group_rows`), so that whoever commits a group stores the
+        same rows. Should the commit itself fail, the groups wait for the next round."""
+        committed = None if committer is None else self._commit_by(committer, segments)
+        if committed is not None:
+            stored, unstorable = True, committed.unstorable
+            self.stored += committed.stored
+        else:
+            try:
+                rows = group_rows([group.events for group in groups])
+                stored, unstorable = self._store(rows), rows.unstorable
+            except BaseException:
+                with self._taking:
+                    self._journaled[:0] = groups
+                    self._segments[:0] = segments
+                    self._journaled_events += sum(len(group.events) for group in groups)
+                raise
         for segment in segments:
             if stored:
                 segment.discard()
@@ -453,12 +520,30 @@ class Writer:
             filtered=sum(group.filtered for group in groups),
             hook_errors=[error for group in groups for error in group.hook_errors],
         )
-        self._settle(merged, rows)
+        self._settle(merged, unstorable)
+
+    def _commit_by(self, committer: Committer, segments: list[Segment]) -> Committed | None:
+        """The committer's commit of `segments`; None if this thread is to commit them: the
+        committer refused (a database error: this thread has the policies for it) or is gone."""
+        if not segments:
+            return Committed(0, [])
+        reply = committer.commit([segment.path for segment in segments])
+        if reply is None:
+            self._committer = None
+            self._wants_committer = False
+            self._warn_once("the committer process ended; this process commits", "no reply")
+            return None
+        if not isinstance(reply, Committed):
+            self.failed_commits += 1
+            self.last_error = reply.reason
+            self._warn_once("the committer process could not commit; this one tries", reply.reason)
+            return None
+        return reply
 
     def _commit_orphans(self, journal: Journal) -> None:
         """Commit what processes that died left journaled, before this log's first event."""
         for path, groups in orphaned_groups(journal.prefix):
-            rows = _rows_of(groups)
+            rows = group_rows(groups)
             if self._store(rows):
                 path.unlink(missing_ok=True)
                 logger.warning(
@@ -493,13 +578,13 @@ class Writer:
                 group.events.append(prepared)
         return group
 
-    def _settle(self, group: _Group, rows: RunRows) -> None:
+    def _settle(self, group: _Group, unstorable: list[Unstorable]) -> None:
         """Account for a group that is durable, and release whoever waits on it."""
         self.filtered += group.filtered
         self.hook_failures += len(group.hook_errors)
         for error in group.hook_errors:
             self._warn_once("redact hook failed; the event is stored without content", error)
-        self._report(rows.unstorable)
+        self._report(unstorable)
         _resolve(group.barriers)
         self._flushes += group.flushes
         self._release_flushes()
@@ -573,7 +658,7 @@ class Writer:
             self._statements.write(connection, rows)
         except Exception as error:
             self.failed_commits += 1
-            self.last_error = _one_line(error)
+            self.last_error = error_line(error)
             if self._is_unreachable(error):
                 self._disconnect()
             raise
@@ -607,7 +692,7 @@ class Writer:
                         self.set_aside += unit.count
                         self._warn_once("an event could not be spooled and is set aside", error)
         except (OSError, sqlite3.Error) as error:
-            self.last_error = _one_line(error)
+            self.last_error = error_line(error)
             self._warn_once(f"cannot spool to {spool.path}", error)
             return False
         if not self._spooling:
@@ -656,6 +741,9 @@ class Writer:
             for segment in [*self._segments, *([cut] if cut is not None else [])]:
                 segment.close()
             self._segments = []
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
         for connection in (self._connection, self._leader_connection):
             if connection is not None:
                 connection.close()
@@ -666,7 +754,7 @@ class Writer:
     def _warn_once(self, what: str, error: BaseException | str, where: str = "") -> None:
         """Log `what` happened the first time it happens for this reason; the counters in
         `health` say how often. A bad event in every run must not flood the log."""
-        reason = error if isinstance(error, str) else _one_line(error)
+        reason = error if isinstance(error, str) else error_line(error)
         key = (what, reason)
         if key in self._warned:
             return
@@ -674,19 +762,6 @@ class Writer:
             self._warned.add(key)
         trace = None if isinstance(error, str) else error
         logger.warning("synthora: %s%s: %s", what, where, reason, exc_info=trace)
-
-
-def _rows_of(groups: list[list[Event]]) -> RunRows:
-    """The rows of several groups, each made on its own (see `Writer._commit_journaled`)."""
-    rows = RunRows(events=[], started=[], ended=[], count=0, unstorable=[])
-    for events in groups:
-        made = batch_rows(events)
-        rows.events += made.events
-        rows.started += made.started
-        rows.ended += made.ended
-        rows.count += made.count
-        rows.unstorable += made.unstorable
-    return rows
 
 
 def _resolve(futures: list[concurrent.futures.Future[None]]) -> None:
@@ -704,9 +779,3 @@ def _on_event_loop() -> bool:
 
 def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__

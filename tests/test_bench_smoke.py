@@ -36,7 +36,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         pytest.param(
             "durable_log.py",
             ["--runs", "4", "--rounds", "1", "--threads", "2"],
-            {"no log", "SQLite log"},
+            {"no log", "SQLite log", "SQLite, no committer"},
             id="durable-log",
         ),
         pytest.param(

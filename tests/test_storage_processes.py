@@ -118,12 +118,16 @@ def test_stream_abandoned_at_exit_is_stored_as_interrupted(log_url, server):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, Python 3.12+
-def test_forked_child_writes_with_its_own_writer(log_url, make_backend):
-    """A child forked while the log is attached stores its own runs, none of the parent's twice."""
-    with EventLog(log_url) as log:
+@pytest.mark.parametrize("committer", [None, True], ids=["", "committer"])
+def test_forked_child_writes_with_its_own_writer(log_url, make_backend, committer):
+    """A child forked while the log is attached stores its own runs, none of the parent's twice;
+    the parent's committer process (SQLite) stays the parent's."""
+    with EventLog(log_url, committer=committer) as log:
         log.attach()
         backend = make_backend()
         backend.run("parent before fork")
+        committing = log.health().committer
+        assert (committing is not None) == bool(committer and log_url.startswith("sqlite"))
         pid = os.fork()
         if pid == 0:  # the child: one run, then leave without running the parent's tests
             code = 1
@@ -137,6 +141,7 @@ def test_forked_child_writes_with_its_own_writer(log_url, make_backend):
         assert os.waitstatus_to_exitcode(status) == 0
         backend.run("parent after fork")
         prompts = sorted(next(iter(log.events(s.run_id))).messages[0].text for s in log.runs())
+        assert log.health().committer == committing
     assert prompts == ["child after fork", "parent after fork", "parent before fork"]
 
 

@@ -16,7 +16,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import msgspec
@@ -27,11 +27,12 @@ from test_custom_backend import EchoBackend
 from test_storage import sqlite_write_lock
 from test_storage_processes import assert_complete, worker
 
-from support import AGENT
+from support import AGENT, postgres_schema
 from synthora import Node, NodeType, bus, user
 from synthora.events import EVENT_KINDS, EndEvent, ErrorEvent, Event, StartEvent, TokenEvent
 from synthora.runs import INTERRUPTED, TRUNCATED
-from synthora.storage import EventLog
+from synthora.storage import EventLog, writer
+from synthora.storage import committer as committer_module
 from synthora.storage.codec import batch_rows
 from synthora.storage.engines import safe_url
 from synthora.storage.journal import Journal
@@ -74,6 +75,23 @@ def emit(*events: Event) -> None:
         for result in bus.dispatch(bus.signals[event.kind], None, event=event):
             if isinstance(result, concurrent.futures.Future):
                 result.result(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "sqlite, committer", "postgresql"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
+    """An event log attached to the bus: on SQLite also with a committer process, which then
+    makes the rows (`synthora.storage.committer`) and leaves what it refuses to the writer."""
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            url = stack.enter_context(postgres_schema())
+        else:
+            url = f"sqlite:///{tmp_path / 'events.db'}"
+        committer = True if request.param == "sqlite, committer" else None
+        event_log = stack.enter_context(EventLog(url, committer=committer))
+        event_log.attach()
+        yield event_log
+        if committer:
+            assert event_log.health().committer is not None
 
 
 # -- one bad event -----------------------------------------------------------------------------
@@ -133,6 +151,36 @@ def test_a_refused_row_costs_only_its_own_event(log):
     health = log.health()
     assert health.set_aside == 1
     assert health.writer_alive
+
+
+@pytest.mark.parametrize("committer", [False, True], ids=["writer", "committer"])
+def test_a_row_a_database_rule_refuses_costs_only_its_own_event(tmp_path, caplog, committer):
+    """A rule of the database's own (here a SQLite trigger) refuses one run's end: the group is
+    retried one event at a time, by the writer thread also when a committer process refused
+    it first; that end alone is set aside, and its run stays 'running' as its events say."""
+    path = tmp_path / "ruled.db"
+    with EventLog(f"sqlite:///{path}", committer=committer) as log:
+        with sqlite3.connect(path) as raw:
+            raw.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON synthora_events "
+                "WHEN NEW.run_id = 'refused' AND NEW.kind = 'end' "
+                "BEGIN SELECT RAISE(ABORT, 'ends of this run are refused'); END"
+            )
+        log.attach()
+        for run_id in ("kept", "refused"):
+            emit(
+                StartEvent(run_id=run_id, seq=0, ts=1_000, node=NODE, operation="chat"),
+                EndEvent(run_id=run_id, seq=1, ts=2_000, node=NODE, finish_reason="stop"),
+            )
+        assert [e.kind for e in log.events("kept")] == ["start", "end"]
+        assert [e.kind for e in log.events("refused")] == ["start"]
+        assert (log.run("kept").status, log.run("refused").status) == ("ok", "running")
+        health = log.health()
+        assert (health.set_aside, health.writer_alive) == (1, True)
+        assert (health.committer is not None) == committer
+    said = [m for r in caplog.records if "ends of this run are refused" in (m := r.getMessage())]
+    assert any("set aside" in message for message in said)
+    assert any("committer process could not commit" in message for message in said) == committer
 
 
 # -- the redact hook ---------------------------------------------------------------------------
@@ -239,6 +287,83 @@ def test_a_journaled_run_is_readable_from_any_log_of_the_process(tmp_path, make_
         assert list(log.events(run_id)) == captured
         assert log.health().journaled == 0
     assert journals(spool) == []
+
+
+# -- the committer process ---------------------------------------------------------------------
+
+
+def stored_events(path: Path, run_id: str) -> int:
+    """How many events of `run_id` the SQLite file holds (a packed row holds several)."""
+    with sqlite3.connect(path) as raw:
+        query = "SELECT sum(last_seq - seq + 1) FROM synthora_events WHERE run_id = ?"
+        return int(raw.execute(query, (run_id,)).fetchone()[0] or 0)
+
+
+def test_a_busy_log_hands_its_commits_to_a_committer_process(tmp_path, monkeypatch, make_backend):
+    """Once a SQLite log has stored enough events, a committer process commits for it: every
+    run is stored exactly once, whichever committed it, and the process ends with the log."""
+    monkeypatch.setattr(writer, "_BUSY_EVENTS", 6)
+    path = tmp_path / "busy.db"
+    backend = make_backend()
+    with EventLog(f"sqlite:///{path}") as log:
+        log.attach()
+        with capture_events() as captured:
+            for prompt in ("one", "two"):
+                backend.run(prompt)
+            assert log.health().committer is None
+            assert log.health().stored == len(captured) >= 6
+            for prompt in ("three", "four", "five"):
+                backend.run(prompt)
+            committer = log.health().committer
+        assert committer is not None
+        os.kill(committer, 0)  # it runs
+        run_ids = list(dict.fromkeys(event.run_id for event in captured))
+        assert len(run_ids) == 5
+        for run_id in run_ids:
+            mine = [event for event in captured if event.run_id == run_id]
+            assert list(log.events(run_id)) == mine
+            assert stored_events(path, run_id) == len(mine)
+            assert log.run(run_id).status == "ok"
+        assert log.health().stored == len(captured)
+        assert journals(default_spool_path(f"sqlite:///{path}")) == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(committer, 0)  # ended and reaped with the log
+
+
+@pytest.mark.parametrize("trouble", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+def test_a_lost_committer_leaves_its_work_to_the_writer(
+    tmp_path, monkeypatch, make_backend, caplog, trouble
+):
+    """The committer process killed, or hung (stopped: ended once it says nothing for its
+    timeout), between two runs: the writer commits the runs itself from then on, says so once,
+    and every run is stored exactly once."""
+    monkeypatch.setattr(committer_module, "_REPLY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(committer_module, "_EXIT_TIMEOUT_S", 0.5)
+    path = tmp_path / "lost.db"
+    backend = make_backend()
+    with EventLog(f"sqlite:///{path}", committer=True) as log:
+        log.attach()
+        with capture_events() as captured:
+            backend.run("committed by the committer")
+            committer = log.health().committer
+            assert committer is not None
+            os.kill(committer, trouble)
+            for prompt in ("after it was lost", "and after that"):
+                backend.run(prompt)
+        health = log.health()
+        assert (health.committer, health.writer_alive, health.set_aside) == (None, True, 0)
+        assert health.stored == len(captured)
+        prompts = []
+        for summary in log.runs():
+            mine = [event for event in captured if event.run_id == summary.run_id]
+            assert list(log.events(summary.run_id)) == mine
+            assert stored_events(path, summary.run_id) == len(mine)
+            prompts.append(mine[0].messages[0].text)
+    assert sorted(prompts) == ["after it was lost", "and after that", "committed by the committer"]
+    ended = [r for r in caplog.records if "committer process ended" in r.getMessage()]
+    assert len(ended) == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(committer, 0)  # ended and reaped
 
 
 # -- a database that cannot be reached ---------------------------------------------------------
