@@ -46,6 +46,9 @@ _LENGTH = 4
 _REPLY_TIMEOUT_S = 60.0
 """Longer than SQLite's busy timeout (30 s): a committer that says nothing for this long hangs."""
 _EXIT_TIMEOUT_S = 5.0
+_NICENESS = 10
+"""Committing is background work: where the machine is busy, the application (and the model
+server, on the same machine) comes first. Callers never wait on it; its backlog is bounded."""
 _ENTRY = "import synthora.storage.committer as c; c.serve(0, 1)"
 """The committer's program (``-c``: this module, imported by the package first, is no ``-m``)."""
 
@@ -189,6 +192,7 @@ def serve(requests: int, replies: int) -> None:
 
 
 def _serve(requests: int, replies: int) -> None:
+    os.nice(_NICENESS)
     payload = _receive(requests, None)
     if payload is None:
         return
