@@ -196,7 +196,12 @@ def _serve(requests: int, replies: int) -> None:
     payload = _receive(requests, None)
     if payload is None:
         return
-    engine, reader = make_engines(_decode_opening(payload).url, "normal")
+    try:
+        engine, reader = make_engines(_decode_opening(payload).url, "normal")
+    except Exception as error:  # the writer thread commits instead, and is told why
+        if _receive(requests, None) is not None:
+            _send(replies, Refused(error_line(error)))
+        return
     reader.dispose()
     statements = WriteStatements(engine)
     connection = None

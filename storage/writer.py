@@ -255,6 +255,7 @@ class Writer:
         """Flush, then end the thread, within `timeout` in all; returns how many events stay
         unwritten in memory (what waits in the spool is kept: the next log forwards it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._wants_committer = self._committer is not None  # a closing log starts none
         self.flush(timeout)
         self._stop.set()
         self._wake.set()

@@ -367,6 +367,36 @@ def test_a_lost_committer_leaves_its_work_to_the_writer(
         os.kill(committer, 0)  # ended and reaped
 
 
+def test_a_closing_log_starts_no_committer(tmp_path, monkeypatch, make_backend):
+    """A log busy enough for a committer, but closing, commits what is left itself: a process
+    started only to be ended would cost the application's exit a third of a second."""
+    monkeypatch.setattr(writer, "_BUSY_EVENTS", 0)
+    started = []
+    monkeypatch.setattr(writer, "Committer", started.append)
+    path = tmp_path / "closing.db"
+    with EventLog(f"sqlite:///{path}", flush_interval=3600) as log:
+        log.attach()
+        with capture_events() as captured:
+            make_backend().run("left for the close")
+    assert started == []
+    assert stored_events(path, captured[0].run_id) == len(captured)
+
+
+def test_a_committer_that_cannot_open_the_database_says_why(tmp_path):
+    """A committer process whose database cannot be opened (its folder is gone) refuses the
+    first request, naming the reason, for the writer thread to commit it; then it has ended."""
+    missing = tmp_path / "gone" / "log.db"
+    process = committer_module.Committer(f"sqlite:///{missing}")
+    try:
+        reply = process.commit([])
+        assert isinstance(reply, committer_module.Refused)
+        assert f"no folder {missing.parent}" in reply.reason
+        assert process.commit([]) is None
+        assert process.pid == -1  # reaped
+    finally:
+        process.close()
+
+
 # -- a database that cannot be reached ---------------------------------------------------------
 
 
