@@ -94,7 +94,7 @@ class EventLog:
     once it answers, by this log or the next one opened for the same database.
 
     On a SQLite file, a busy log (2,000 events stored) starts a committer process
-    (`synthora.storage.committer`, ~40 MB) that commits on another core, so that the
+    (`synthora.storage.committer`, ~48 MB) that commits on another core, so that the
     application's threads do not share the interpreter with that work; ``committer=False``
     never starts one, ``committer=True`` starts it with the first commit.
     """
