@@ -276,7 +276,8 @@ class Writer:
             self._journal.forget()
 
     def health(self) -> LogHealth:
-        thread = self._thread
+        thread, committer = self._thread, self._committer  # the writer thread may change them
+        pid = -1 if committer is None else committer.pid  # -1 once it has ended
         return LogHealth(
             writer_alive=not self._stop.is_set() and (thread is None or thread.is_alive()),
             queued=self._in_memory(),
@@ -290,7 +291,7 @@ class Writer:
             hook_failures=self.hook_failures,
             last_error=self.last_error,
             spool=str(self._spool.path) if self._spool is not None else None,
-            committer=self._committer.pid if self._committer is not None else None,
+            committer=pid if pid > 0 else None,
         )
 
     def _in_memory(self) -> int:
