@@ -418,9 +418,9 @@ class Writer:
         next wake, so a stream's tokens gather into a few packed rows, not one row a commit.
         With a committer process, what is queued is journaled first, and it commits it all."""
         with self._committing:
-            committer = self._committer_for_round()
             with self._taking:
                 left = self._take(len(self._queue))
+                committer = self._committer_for_round()  # as what it commits is taken
                 if committer is not None and left and self._journal_taken(left):
                     left = []
                 journaled, self._journaled = self._journaled, []
@@ -459,7 +459,7 @@ class Writer:
         (also while the database cannot be reached: spooling is this thread's)."""
         if self._spooling:
             return None
-        busy = self.stored >= self._busy_events and bool(self._journaled or self._queue)
+        busy = self.stored >= self._busy_events and bool(self._journaled)  # runs closing here
         if self._committer is None and self._wants_committer and busy:
             try:
                 self._committer = Committer(self._engine.url.render_as_string(hide_password=False))
