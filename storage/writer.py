@@ -190,6 +190,7 @@ class Writer:
     def _reset(self) -> None:
         self._queue: deque[_Item | _Flush] = deque()
         self._journaled: list[_Group] = []  # journaled by their callers, to commit
+        self._committing_journaled = False  # the writer thread took them and commits them now
         self._journaled_events = 0
         self._segments: list[Segment] = []  # cut from the journal, holding groups above
         self._taking = threading.Lock()  # whoever takes from the queue, in FIFO order
@@ -232,8 +233,9 @@ class Writer:
         return future
 
     def journaled(self) -> bool:
-        """Whether groups wait in the journal for their commit (a read commits them first)."""
-        return bool(self._journaled)
+        """Whether groups wait in the journal for their commit, or are being committed (a read
+        commits them first)."""
+        return self._committing_journaled or bool(self._journaled)
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything enqueued so far is in the database (not merely spooled);
@@ -423,6 +425,7 @@ class Writer:
                 committer = self._committer_for_round()  # as what it commits is taken
                 if committer is not None and left and self._journal_taken(left):
                     left = []
+                self._committing_journaled = bool(self._journaled)  # before they leave the list
                 journaled, self._journaled = self._journaled, []
                 self._journaled_events = 0
                 segments, self._segments = self._segments, []
@@ -434,6 +437,8 @@ class Writer:
                 except BaseException:
                     self._queue.extendleft(reversed(left))  # after the journaled, as before
                     raise
+                finally:
+                    self._committing_journaled = False
             for start in range(0, len(left), self._batch_size):
                 self._commit(left[start : start + self._batch_size])
             if self._spooling and time.monotonic() >= self._retry_at:

@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -287,6 +288,49 @@ def test_a_journaled_run_is_readable_from_any_log_of_the_process(tmp_path, make_
         assert list(log.events(run_id)) == captured
         assert log.health().journaled == 0
     assert journals(spool) == []
+
+
+def test_a_read_while_journaled_runs_are_committed_waits_for_them(
+    tmp_path, monkeypatch, make_backend
+):
+    """A read made while the writer thread commits journaled runs waits for that commit, so a
+    run that has returned reads back whole (such a read once saw nothing journaled, and read
+    the database as it was before the commit)."""
+    committing, release, reading = threading.Event(), threading.Event(), threading.Event()
+    write, flush = WriteStatements.write, writer.Writer.flush
+
+    def held_write(self, connection, rows):
+        committing.set()
+        release.wait(10)
+        write(self, connection, rows)
+
+    def noted_flush(self, timeout):
+        if threading.current_thread().name == "reader":
+            reading.set()  # it waits for the commit
+        return flush(self, timeout)
+
+    monkeypatch.setattr(WriteStatements, "write", held_write)
+    monkeypatch.setattr(writer.Writer, "flush", noted_flush)
+    with EventLog(f"sqlite:///{tmp_path / 'read.db'}", flush_interval=3600) as log:
+        log.attach()
+        with capture_events() as captured:
+            make_backend().run("read me whole")  # journaled: it returns before any commit
+        flusher = threading.Thread(target=log.flush)  # a round, which commits it
+        flusher.start()
+        assert committing.wait(10)
+        read: list[Event] = []
+
+        def read_it() -> None:
+            read.extend(log.events(captured[0].run_id))
+            reading.set()
+
+        reader = threading.Thread(target=read_it, name="reader")
+        reader.start()
+        assert reading.wait(10)
+        release.set()
+        reader.join(10)
+        flusher.join(10)
+    assert read == captured
 
 
 # -- the committer process ---------------------------------------------------------------------
