@@ -10,10 +10,10 @@ barrier ``run()`` waits on. The queue is FIFO, so everything earlier of that run
 On SQLite, a closing caller journals its group (`synthora.storage.journal`: one local ``write``,
 durable as a commit is) and returns, with no barrier to wait on; the writer thread commits every
 journaled group of a round in one transaction, before anything queued after them. Once the
-log is busy, a committer process (`synthora.storage.committer`) commits the
-journal instead of the writer thread, which then journals what is still queued too and only hands
-the journal's segments over: the work of a commit leaves the interpreter the callers share. Without
-a journal (``spool=False``, ``durability="full"``), a closing caller that finds the log idle
+log is busy, a committer process (`synthora.storage.committer`) commits the journal instead: the
+writer thread journals what is still queued too and hands the journal's segments over, so the
+work of a commit leaves the interpreter the callers share. Without a journal (``spool=False``,
+``durability="full"``), a closing caller that finds the log idle
 commits its group itself, once, on its own connection (the *leader* of a group commit): it has
 to wait for that commit anyway, and doing it on its own thread saves two thread hand-offs
 (~60 µs each on a 2-core machine).
@@ -326,27 +326,37 @@ class Writer:
             return False
         if self._journaled_events > self._max_queue:
             return False  # the writer is behind: wait for it, as a full queue would
-        journal = self._journal
-        assert journal is not None
         with self._taking:
             batch = self._take(len(self._queue))
             try:
-                group = self._group([*batch, closing])
-                journal.append(group.events)
+                group = self._journal_group([*batch, closing])
             except BaseException as error:
                 self._queue.extendleft(reversed(batch))
-                if isinstance(error, OSError):
-                    self._warn_once("the journal cannot be written; runs wait for commits", error)
                 if isinstance(error, Exception):
                     return False
                 self._queue.append((closing, concurrent.futures.Future()))  # stored all the same
                 self._wake.set()
                 raise
-            self._journaled.append(group)
-            self._journaled_events += len(group.events)
         _resolve(group.barriers)
         group.barriers = []
         return True
+
+    def _journal_group(self, items: list[_Item | _Flush]) -> _Group:
+        """Prepare `items` and journal them as one group, for the next round to commit (the
+        caller holds ``_taking``, so groups are journaled in queue order). Raises what
+        preparing or writing them raises, having journaled nothing."""
+        journal = self._journal
+        assert journal is not None
+        group = self._group(items)
+        if group.events:
+            try:
+                journal.append(group.events)
+            except OSError as error:
+                self._warn_once("the journal cannot be written; runs wait for commits", error)
+                raise
+        self._journaled.append(group)
+        self._journaled_events += len(group.events)
+        return group
 
     def _lead(self) -> bool:
         """Commit the queued group on this thread if the log is idle; True if it did or the
@@ -477,21 +487,13 @@ class Writer:
         """Journal what this thread took from the queue, as a closing caller journals its group,
         for the committer to commit with the rest; False if it cannot be journaled (it is then
         committed here, as without a committer)."""
-        journal = self._journal
-        assert journal is not None
         try:
-            group = self._group(batch)
-            if group.events:
-                journal.append(group.events)
-        except Exception as error:
-            if isinstance(error, OSError):
-                self._warn_once("the journal cannot be written; this process commits", error)
+            group = self._journal_group(batch)
+        except Exception:
             return False
         except BaseException:
             self._queue.extendleft(reversed(batch))
             raise
-        self._journaled.append(group)
-        self._journaled_events += len(group.events)
         _resolve(group.barriers)
         group.barriers = []
         return True

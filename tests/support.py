@@ -16,6 +16,7 @@ from synthora import BaseCallBackHandler, Node, NodeType
 from synthora.cli import main
 from synthora.events import EndEvent, ErrorEvent, StartEvent, TokenEvent
 from synthora.storage.engines import safe_url
+from synthora.storage.errors import error_line
 
 API_KEY = "test-key-synthora-do-not-log-4f1c9e"
 AGENT = Node(name="assistant", type=NodeType.AGENT)
@@ -63,7 +64,7 @@ def postgres_unavailable() -> str | None:
             connection.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as exc:  # any reason at all means: skip, saying why
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        return error_line(exc)
     return None
 
 
